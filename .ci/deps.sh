@@ -1,0 +1,21 @@
+#!/bin/sh
+# deps.sh: installs the Debian packages the toolkit needs, when missing.
+#   build: gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev
+#   tests: (none beyond the build)
+#   bench and reference scripts: python3-torch python3-numpy (DEPS_EXTRA=1 or `make bench`)
+set -e
+pkgs="gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev"
+[ "${DEPS_EXTRA:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy"
+missing=
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+if [ "$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; else
+	echo "deps: missing Debian packages:$missing (install them as root)" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq $missing >/dev/null
