@@ -1,0 +1,14 @@
+/* tool.h: what every tool shares: its version, and the start-up that makes a
+ * closed pipe an error the tool reports (exit 1) instead of a silent SIGPIPE. */
+#ifndef RL_TOOL_H
+#define RL_TOOL_H
+
+#define RL_VERSION "0.1.0"
+
+void rl_tool_init(void);
+/* Parses a -t argument: 1..1024 threads. Returns -1 on a bad value. */
+int rl_parse_threads(const char *s);
+/* 1 when stderr is a terminal (progress is drawn in place there). */
+int rl_stderr_tty(void);
+
+#endif
