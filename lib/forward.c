@@ -1,0 +1,310 @@
+/* forward.c: the forward pass, batched through sgemm, with or without a KV cache. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cblas.h>
+
+#include "err.h"
+#include "model.h"
+
+#define TILE_ROWS 256 /* weight rows dequantized at once for non-f32 storage */
+
+struct rl_forward {
+	const rl_model *m;
+	int max_tokens, ctx;
+	float *x, *xb;       /* (N, C) residual stream, normed input */
+	float *q, *k, *v;    /* (N, H*D) (N, KH*D) (N, KH*D) */
+	float *att;          /* (N, H*D) attention output */
+	float *hb, *hb2;     /* (N, F) gate, up */
+	float *scores;       /* (N, ctx) one head's scores */
+	float *tile;         /* (TILE_ROWS, max in) dequantized weight rows */
+	float *rope_cos, *rope_sin; /* (ctx, D/2) */
+	int *pos;            /* (N) position of each token */
+};
+
+int rl_kvcache_init(rl_kvcache *c, const rl_model *m, int nslots, int ctx)
+{
+	memset(c, 0, sizeof *c);
+	c->nslots = nslots;
+	c->ctx = ctx;
+	c->kv_dim = m->cfg.n_kv_heads * m->cfg.head_dim;
+	c->n_layers = m->cfg.n_layers;
+	size_t n;
+	if (nslots <= 0 || ctx <= 0 ||
+	    rl_mul_size((size_t)c->n_layers * (size_t)nslots, (size_t)ctx * (size_t)c->kv_dim, &n) ||
+	    !(c->k = calloc(n, sizeof(float))) || !(c->v = calloc(n, sizeof(float)))) {
+		free(c->k);
+		rl_seterr("KV cache of %d slots x %d positions: out of memory", nslots, ctx);
+		return -1;
+	}
+	return 0;
+}
+
+void rl_kvcache_free(rl_kvcache *c)
+{
+	free(c->k);
+	free(c->v);
+	memset(c, 0, sizeof *c);
+}
+
+static float *alloc_floats(size_t a, size_t b, int *failed)
+{
+	size_t n;
+	void *p = NULL;
+	if (rl_mul_size(a, b, &n) || rl_mul_size(n, sizeof(float), &n) || posix_memalign(&p, 64, n ? n : 64)) {
+		*failed = 1;
+		return NULL;
+	}
+	return p;
+}
+
+rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
+{
+	const rl_config *c = &m->cfg;
+	rl_forward *f = calloc(1, sizeof *f);
+	if (!f || max_tokens <= 0 || ctx <= 0) {
+		free(f);
+		rl_seterr("forward workspace: bad sizes or out of memory");
+		return NULL;
+	}
+	f->m = m;
+	f->max_tokens = max_tokens;
+	f->ctx = ctx;
+	size_t N = (size_t)max_tokens, QD = (size_t)c->n_heads * c->head_dim, KD = (size_t)c->n_kv_heads * c->head_dim;
+	size_t maxin = (size_t)c->dim;
+	if ((size_t)c->hidden_dim > maxin)
+		maxin = (size_t)c->hidden_dim;
+	if (QD > maxin)
+		maxin = QD;
+	int failed = 0;
+	f->x = alloc_floats(N, (size_t)c->dim, &failed);
+	f->xb = alloc_floats(N, (size_t)c->dim, &failed);
+	f->q = alloc_floats(N, QD, &failed);
+	f->k = alloc_floats(N, KD, &failed);
+	f->v = alloc_floats(N, KD, &failed);
+	f->att = alloc_floats(N, QD, &failed);
+	f->hb = alloc_floats(N, (size_t)c->hidden_dim, &failed);
+	f->hb2 = alloc_floats(N, (size_t)c->hidden_dim, &failed);
+	f->scores = alloc_floats(N < (size_t)ctx ? N : (size_t)ctx, (size_t)ctx, &failed);
+	f->tile = alloc_floats(TILE_ROWS, maxin, &failed);
+	f->rope_cos = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
+	f->rope_sin = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
+	f->pos = malloc(N * sizeof(int));
+	if (failed || !f->pos) {
+		rl_forward_free(f);
+		rl_seterr("forward workspace for %d tokens: out of memory", max_tokens);
+		return NULL;
+	}
+	/* angle = pos * theta^(-2j/D) for pair j, computed in double once */
+	int half = c->head_dim / 2;
+	for (int p = 0; p < ctx; p++)
+		for (int j = 0; j < half; j++) {
+			double freq = pow(c->rope_theta, -2.0 * j / c->head_dim);
+			f->rope_cos[(size_t)p * half + j] = (float)cos(p * freq);
+			f->rope_sin[(size_t)p * half + j] = (float)sin(p * freq);
+		}
+	return f;
+}
+
+void rl_forward_free(rl_forward *f)
+{
+	if (!f)
+		return;
+	free(f->x);
+	free(f->xb);
+	free(f->q);
+	free(f->k);
+	free(f->v);
+	free(f->att);
+	free(f->hb);
+	free(f->hb2);
+	free(f->scores);
+	free(f->tile);
+	free(f->rope_cos);
+	free(f->rope_sin);
+	free(f->pos);
+	free(f);
+}
+
+/* out (N, OC) = inp (N, IC) . W^T, W (OC, IC) in any storage; bias (OC) or NULL */
+static void linear_forward(rl_forward *f, float *out, const float *inp, const rl_tensor *w,
+			   const rl_tensor *bias, int N)
+{
+	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	if (w->dtype == RL_F32) {
+		if (N == 1)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, IC, 1.0f, w->data, IC, inp, 1, 0.0f, out, 1);
+		else
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
+				    w->data, IC, 0.0f, out, OC);
+	} else {
+		size_t rb = rl_row_bytes(w->dtype, (uint64_t)IC);
+		for (int r0 = 0; r0 < OC; r0 += TILE_ROWS) {
+			int nr = OC - r0 < TILE_ROWS ? OC - r0 : TILE_ROWS;
+			for (int r = 0; r < nr; r++)
+				rl_dtypes[w->dtype].to_float((const char *)w->data + (size_t)(r0 + r) * rb,
+							    f->tile + (size_t)r * IC, (size_t)IC);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, IC, 1.0f, inp, IC,
+				    f->tile, IC, 0.0f, out + r0, OC);
+		}
+	}
+	if (bias) {
+		const float *b = bias->data;
+		for (int n = 0; n < N; n++)
+			for (int o = 0; o < OC; o++)
+				out[(size_t)n * OC + o] += b[o];
+	}
+}
+
+/* out = x / rms(x) * w over n elements */
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+	float ss = 0.0f;
+	for (int i = 0; i < n; i++)
+		ss += x[i] * x[i];
+	float s = 1.0f / sqrtf(ss / (float)n + eps);
+	for (int i = 0; i < n; i++)
+		out[i] = w[i] * (s * x[i]);
+}
+
+/* rotates each head's pairs of vec (nheads, D) by the angles of position pos */
+static void rope(const rl_forward *f, float *vec, int nheads, int pos)
+{
+	const rl_config *c = &f->m->cfg;
+	int D = c->head_dim, half = D / 2;
+	const float *cs = f->rope_cos + (size_t)pos * half, *sn = f->rope_sin + (size_t)pos * half;
+	for (int h = 0; h < nheads; h++) {
+		float *v = vec + (size_t)h * D;
+		for (int j = 0; j < half; j++) {
+			int a = c->rope_style == RL_ROPE_HALF ? j : 2 * j;
+			int b = c->rope_style == RL_ROPE_HALF ? j + half : 2 * j + 1;
+			float x0 = v[a], x1 = v[b];
+			v[a] = x0 * cs[j] - x1 * sn[j];
+			v[b] = x0 * sn[j] + x1 * cs[j];
+		}
+	}
+}
+
+/* causal attention of one sequence over its keys: att rows (ntok, H*D) */
+static void attention_forward(rl_forward *f, float *att, const float *q, const float *keys,
+			      const float *values, int ntok, int pos0, int npos)
+{
+	const rl_config *c = &f->m->cfg;
+	int D = c->head_dim, H = c->n_heads, QD = H * D, KD = c->n_kv_heads * D;
+	int group = H / c->n_kv_heads;
+	float scale = 1.0f / sqrtf((float)D);
+	for (int h = 0; h < H; h++) {
+		const float *K = keys + (size_t)(h / group) * D, *Vv = values + (size_t)(h / group) * D;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ntok, npos, D, scale, q + (size_t)h * D, QD,
+			    K, KD, 0.0f, f->scores, npos);
+		for (int i = 0; i < ntok; i++) {
+			float *s = f->scores + (size_t)i * npos;
+			int last = pos0 + i; /* attends to positions 0..last */
+			float mx = s[0];
+			for (int j = 1; j <= last; j++)
+				if (s[j] > mx)
+					mx = s[j];
+			float sum = 0.0f;
+			for (int j = 0; j <= last; j++) {
+				s[j] = expf(s[j] - mx);
+				sum += s[j];
+			}
+			float inv = 1.0f / sum;
+			for (int j = 0; j <= last; j++)
+				s[j] *= inv;
+			for (int j = last + 1; j < npos; j++)
+				s[j] = 0.0f;
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ntok, D, npos, 1.0f, f->scores, npos,
+			    Vv, KD, 0.0f, att + (size_t)h * D, QD);
+	}
+}
+
+static inline float silu(float x)
+{
+	return x / (1.0f + expf(-x));
+}
+
+int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seqs, float *logits)
+{
+	const rl_model *m = f->m;
+	const rl_config *c = &m->cfg;
+	int C = c->dim, F = c->hidden_dim, D = c->head_dim, QD = c->n_heads * D, KD = c->n_kv_heads * D;
+	int N = 0;
+	for (int s = 0; s < nseq; s++) {
+		const rl_seq *sq = &seqs[s];
+		int limit = cache ? (cache->ctx < f->ctx ? cache->ctx : f->ctx) : f->ctx;
+		if (sq->ntok <= 0 || sq->pos0 < 0 || (!cache && sq->pos0 != 0) || sq->pos0 + sq->ntok > limit ||
+		    (cache && (sq->slot < 0 || sq->slot >= cache->nslots)) || N + sq->ntok > f->max_tokens) {
+			rl_seterr("forward: sequence %d (slot %d, positions %d..%d) does not fit the context of %d or the batch of %d tokens",
+				  s, sq->slot, sq->pos0, sq->pos0 + sq->ntok, limit, f->max_tokens);
+			return -1;
+		}
+		for (int i = 0; i < sq->ntok; i++) {
+			if (sq->tokens[i] < 0 || sq->tokens[i] >= c->vocab_size) {
+				rl_seterr("forward: token %d outside the vocabulary of %d", sq->tokens[i], c->vocab_size);
+				return -1;
+			}
+			f->pos[N + i] = sq->pos0 + i;
+		}
+		N += sq->ntok;
+	}
+	/* embedding */
+	size_t erb = rl_row_bytes(m->token_embd->dtype, (uint64_t)C);
+	for (int s = 0, n = 0; s < nseq; s++)
+		for (int i = 0; i < seqs[s].ntok; i++, n++)
+			rl_dtypes[m->token_embd->dtype].to_float((const char *)m->token_embd->data + (size_t)seqs[s].tokens[i] * erb,
+								 f->x + (size_t)n * C, (size_t)C);
+	float eps = (float)c->norm_eps;
+	for (int l = 0; l < c->n_layers; l++) {
+		const rl_layer *L = &m->layers[l];
+		for (int n = 0; n < N; n++)
+			rmsnorm(f->xb + (size_t)n * C, f->x + (size_t)n * C, L->attn_norm->data, C, eps);
+		linear_forward(f, f->q, f->xb, L->attn_q, L->attn_q_bias, N);
+		linear_forward(f, f->k, f->xb, L->attn_k, L->attn_k_bias, N);
+		linear_forward(f, f->v, f->xb, L->attn_v, L->attn_v_bias, N);
+		for (int n = 0; n < N; n++) {
+			float *qn = f->q + (size_t)n * QD, *kn = f->k + (size_t)n * KD;
+			if (c->qk_norm) {
+				for (int h = 0; h < c->n_heads; h++)
+					rmsnorm(qn + (size_t)h * D, qn + (size_t)h * D, L->attn_q_norm->data, D, eps);
+				for (int h = 0; h < c->n_kv_heads; h++)
+					rmsnorm(kn + (size_t)h * D, kn + (size_t)h * D, L->attn_k_norm->data, D, eps);
+			}
+			rope(f, qn, c->n_heads, f->pos[n]);
+			rope(f, kn, c->n_kv_heads, f->pos[n]);
+		}
+		for (int s = 0, off = 0; s < nseq; off += seqs[s].ntok, s++) {
+			const rl_seq *sq = &seqs[s];
+			const float *keys = f->k + (size_t)off * KD, *values = f->v + (size_t)off * KD;
+			int npos = sq->ntok;
+			if (cache) {
+				size_t base = ((size_t)l * cache->nslots + sq->slot) * cache->ctx * KD;
+				memcpy(cache->k + base + (size_t)sq->pos0 * KD, keys, (size_t)sq->ntok * KD * sizeof(float));
+				memcpy(cache->v + base + (size_t)sq->pos0 * KD, values, (size_t)sq->ntok * KD * sizeof(float));
+				keys = cache->k + base;
+				values = cache->v + base;
+				npos = sq->pos0 + sq->ntok;
+			}
+			attention_forward(f, f->att + (size_t)off * QD, f->q + (size_t)off * QD, keys, values,
+					  sq->ntok, sq->pos0, npos);
+		}
+		/* x += att . Wo^T, through xb */
+		linear_forward(f, f->xb, f->att, L->attn_output, NULL, N);
+		for (size_t i = 0; i < (size_t)N * C; i++)
+			f->x[i] += f->xb[i];
+		for (int n = 0; n < N; n++)
+			rmsnorm(f->xb + (size_t)n * C, f->x + (size_t)n * C, L->ffn_norm->data, C, eps);
+		linear_forward(f, f->hb, f->xb, L->ffn_gate, NULL, N);
+		linear_forward(f, f->hb2, f->xb, L->ffn_up, NULL, N);
+		for (size_t i = 0; i < (size_t)N * F; i++)
+			f->hb[i] = silu(f->hb[i]) * f->hb2[i];
+		linear_forward(f, f->xb, f->hb, L->ffn_down, NULL, N);
+		for (size_t i = 0; i < (size_t)N * C; i++)
+			f->x[i] += f->xb[i];
+	}
+	for (int n = 0; n < N; n++)
+		rmsnorm(f->xb + (size_t)n * C, f->x + (size_t)n * C, m->output_norm->data, C, eps);
+	linear_forward(f, logits, f->xb, m->output, NULL, N);
+	return 0;
+}

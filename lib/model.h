@@ -1,0 +1,121 @@
+/* model.h: a decoder-only transformer of the LLaMA family in memory, how it
+ * is loaded from any model argument, written as a model stream, and run.
+ *
+ * Dimension letters: B = sequences, T = positions, N = tokens in a batch,
+ * C = dim, H = n_heads, KH = n_kv_heads, D = head_dim, F = hidden_dim,
+ * V = vocab, L = layers. */
+#ifndef RL_MODEL_H
+#define RL_MODEL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "stream.h"
+#include "tokenizer.h"
+
+typedef enum { RL_ROPE_INTERLEAVED, RL_ROPE_HALF } rl_rope_style;
+
+typedef struct {
+	int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, seq_len;
+	double rope_theta, norm_eps;
+	rl_rope_style rope_style; /* interleaved pairs (llama2.c, Meta) or rotate-half (HF) */
+	int qk_norm;              /* RMSNorm of each head of q and k before RoPE (Qwen3) */
+	int qkv_bias;             /* biases on q, k, v (Qwen2) */
+	int tied_embeddings;      /* the classifier is token_embd */
+} rl_config;
+
+typedef struct {
+	char name[64];
+	rl_dtype dtype;
+	int ndim;
+	uint64_t shape[2];  /* outermost first: (rows, cols) or (cols) */
+	void *data;         /* owned unless the model's mapping holds it */
+	size_t bytes;
+} rl_tensor;
+
+typedef struct {
+	rl_tensor *attn_norm, *ffn_norm;                  /* (C) f32 */
+	rl_tensor *attn_q, *attn_k, *attn_v, *attn_output; /* (H*D, C) (KH*D, C) (KH*D, C) (C, H*D) */
+	rl_tensor *attn_q_norm, *attn_k_norm;             /* (D) f32, qk_norm only */
+	rl_tensor *attn_q_bias, *attn_k_bias, *attn_v_bias; /* (H*D) (KH*D) (KH*D) f32, qkv_bias only */
+	rl_tensor *ffn_gate, *ffn_up, *ffn_down;          /* (F, C) (F, C) (C, F) */
+} rl_layer;
+
+typedef struct rl_model {
+	char arch[16];           /* "llama", "qwen2", "qwen3" */
+	rl_config cfg;
+	rl_tokenizer tok;
+	char source[65];         /* sha256 of the canonical f32 tensors at import */
+	char origin[512];        /* what it was loaded from, for messages */
+	int ntensors;
+	rl_tensor *tensors;      /* (ntensors) in canonical order */
+	rl_tensor *token_embd;   /* (V, C) */
+	rl_tensor *output_norm;  /* (C) */
+	rl_tensor *output;       /* (V, C); token_embd when tied */
+	rl_layer *layers;        /* (L) */
+	void *mapping;           /* a memory-mapped file the tensors may point into */
+	size_t mapping_size;
+} rl_model;
+
+typedef struct {
+	const char *tokenizer;   /* llama2.c: tokenizer.bin to use instead of a search */
+} rl_load_opts;
+
+/* The one entry point for model arguments: a model stream (file or "-"), or
+ * a llama2.c checkpoint. Returns 0, or -1 with rl_err naming the path. */
+int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m);
+void rl_model_free(rl_model *m);
+
+/* Config checks shared by every loader: sizes positive, consistent, bounded. */
+int rl_config_check(const rl_config *c);
+/* Sets up m->tensors for cfg with the canonical names and shapes (data NULL)
+ * and links the per-layer pointers. */
+int rl_model_layout(rl_model *m);
+/* Reads an HF-style config.json (hidden_size, intermediate_size, ...) as used by
+ * `qpack --random`; arch from model_type. */
+int rl_config_from_json(const char *path, rl_config *c, char arch[16]);
+/* A random-weight model for benchmarks and tests: every tensor is drawn from a
+ * stream seeded by (seed, tensor name); byte-level tokenizer. */
+int rl_model_random(const rl_config *c, const char *arch, uint64_t seed, rl_model *m);
+/* sha256 of the tensors as f32 (the "source" identity of an import). */
+int rl_model_hash_f32(const rl_model *m, char hex[65]);
+
+/* Writes the model as a stream: header, tokenizer, tensors, end. dtype_for
+ * picks each tensor's storage (NULL keeps it). */
+int rl_model_write(const rl_model *m, rl_writer *w, const char *producer,
+		   rl_dtype (*dtype_for)(const rl_tensor *t, void *arg), void *arg);
+
+/* Threads: OpenBLAS owns them. n <= 0 means the number of cores. */
+void rl_set_threads(int n);
+
+/* ---- forward ---- */
+
+typedef struct {
+	int slot;           /* KV-cache slot (ignored without a cache) */
+	int pos0;           /* position of the first token (0 without a cache) */
+	int ntok;           /* tokens of this sequence in the batch */
+	const int *tokens;  /* (ntok) */
+} rl_seq;
+
+typedef struct {
+	int nslots, ctx, kv_dim, n_layers;
+	float *k, *v;       /* (L, nslots, ctx, KH*D) */
+} rl_kvcache;
+
+int rl_kvcache_init(rl_kvcache *c, const rl_model *m, int nslots, int ctx);
+void rl_kvcache_free(rl_kvcache *c);
+
+typedef struct rl_forward rl_forward;
+
+/* Workspace for batches of up to max_tokens tokens, sequences up to ctx long. */
+rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx);
+void rl_forward_free(rl_forward *f);
+
+/* Runs nseq sequences (N = sum of ntok <= max_tokens tokens) through the
+ * model; logits (N, V) in batch order. Without a cache each sequence attends
+ * within itself and must start at position 0 (the batched path); with one,
+ * its keys and values are written to the cache at pos0.. and attention reads
+ * positions 0..pos (the decode path, and prefill into a cache). */
+int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seqs, float *logits);
+
+#endif

@@ -1,0 +1,253 @@
+/* test_model: the forward pass against references we did not derive from
+ * our own code: llama2.c's greedy sample of stories260K and logits from an
+ * independent PyTorch implementation (tests/ref/stories260k.py). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "model.h"
+#include "t.h"
+
+static const char *shared(void)
+{
+	const char *s = getenv("SHARED");
+	return s ? s : "../shared";
+}
+
+/* max|a-b| / max|b| */
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		num = d > num ? d : num;
+		den = fabs(b[i]) > den ? fabs(b[i]) : den;
+	}
+	return den > 0 ? num / den : num;
+}
+
+/* token-by-token through the KV cache */
+static int decode_logits(const rl_model *m, const int *tokens, int T, float *out)
+{
+	rl_kvcache c;
+	rl_forward *f = rl_forward_new(m, 1, T);
+	if (!f || rl_kvcache_init(&c, m, 1, T))
+		return -1;
+	for (int t = 0; t < T; t++) {
+		rl_seq s = { .slot = 0, .pos0 = t, .ntok = 1, .tokens = &tokens[t] };
+		if (rl_forward_run(f, &c, 1, &s, out + (size_t)t * m->cfg.vocab_size))
+			return -1;
+	}
+	rl_kvcache_free(&c);
+	rl_forward_free(f);
+	return 0;
+}
+
+static int batch_logits(const rl_model *m, const int *tokens, int T, float *out)
+{
+	rl_forward *f = rl_forward_new(m, T, T);
+	rl_seq s = { .ntok = T, .tokens = tokens };
+	if (!f || rl_forward_run(f, NULL, 1, &s, out))
+		return -1;
+	rl_forward_free(f);
+	return 0;
+}
+
+static int argmax(const float *v, int n)
+{
+	int best = 0;
+	for (int i = 1; i < n; i++)
+		if (v[i] > v[best])
+			best = i;
+	return best;
+}
+
+static void test_greedy(const rl_model *m)
+{
+	const char *want = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball.";
+	int V = m->cfg.vocab_size, steps = 60, tokens[61];
+	float *logits = malloc((size_t)V * sizeof(float));
+	rl_kvcache c;
+	rl_forward *f = rl_forward_new(m, 1, steps + 1);
+	char text[4096] = "";
+	size_t tl = 0;
+	int n = 0;
+	tokens[n++] = m->tok.bos_id;
+	if (!f || rl_kvcache_init(&c, m, 1, steps + 1)) {
+		CHECK(0, "greedy_llama2c_sample", "setup: %s", rl_err());
+		return;
+	}
+	for (int pos = 0; pos < steps; pos++) {
+		rl_seq s = { .slot = 0, .pos0 = pos, .ntok = 1, .tokens = &tokens[pos] };
+		if (rl_forward_run(f, &c, 1, &s, logits)) {
+			CHECK(0, "greedy_llama2c_sample", "forward: %s", rl_err());
+			return;
+		}
+		int next = argmax(logits, V);
+		if (next == m->tok.bos_id)
+			break;
+		size_t plen;
+		const char *p = rl_decode_piece(&m->tok, tokens[pos], next, &plen);
+		if (tl + plen < sizeof text) {
+			memcpy(text + tl, p, plen);
+			text[tl += plen] = 0;
+		}
+		tokens[n++] = next;
+	}
+	CHECK(strncmp(text, want, strlen(want)) == 0, "greedy_llama2c_sample", "got \"%.200s\"", text);
+	/* the same ids as PyTorch's greedy decode */
+	FILE *g = fopen("tests/fixtures/stories260k_greedy.txt", "r");
+	int ok = g != NULL, i = 1, id;
+	while (g && ok && fscanf(g, "%d", &id) == 1 && i < n)
+		ok = tokens[i++] == id;
+	if (g)
+		fclose(g);
+	CHECK(ok && i > 40, "greedy_ids_match_pytorch", "differs at step %d (or fixture missing)", i);
+	rl_kvcache_free(&c);
+	rl_forward_free(f);
+	free(logits);
+}
+
+static void test_reference_logits(const rl_model *m)
+{
+	FILE *f = fopen("tests/fixtures/stories260k_ref.bin", "rb");
+	char magic[4];
+	int32_t hdr[3];
+	if (!f || fread(magic, 1, 4, f) != 4 || memcmp(magic, "RLRF", 4) || fread(hdr, 4, 3, f) != 3 ||
+	    hdr[0] != 1 || hdr[1] <= 0 || hdr[1] > 4096 || hdr[2] != m->cfg.vocab_size) {
+		CHECK(0, "pytorch_logits", "tests/fixtures/stories260k_ref.bin missing or malformed");
+		if (f)
+			fclose(f);
+		return;
+	}
+	int T = hdr[1], V = hdr[2];
+	int *tokens = malloc((size_t)T * sizeof(int));
+	float *ref = malloc((size_t)T * V * sizeof(float)), *a = malloc((size_t)T * V * sizeof(float)),
+	      *b = malloc((size_t)T * V * sizeof(float));
+	if (fread(tokens, 4, (size_t)T, f) != (size_t)T || fread(ref, 4, (size_t)T * V, f) != (size_t)T * V) {
+		CHECK(0, "pytorch_logits", "fixture truncated");
+		fclose(f);
+		return;
+	}
+	fclose(f);
+	int rc = batch_logits(m, tokens, T, a);
+	double e = rc ? INFINITY : rel_err(a, ref, (size_t)T * V);
+	CHECK(e <= 1e-4, "pytorch_logits_batched", "max rel error %.3g > 1e-4 (%s)", e, rc ? rl_err() : "");
+	rc = decode_logits(m, tokens, T, b);
+	e = rc ? INFINITY : rel_err(b, ref, (size_t)T * V);
+	CHECK(e <= 1e-4, "pytorch_logits_decode", "max rel error %.3g > 1e-4", e);
+	e = rel_err(b, a, (size_t)T * V);
+	CHECK(e <= 1e-5, "batched_equals_decode", "max rel error %.3g > 1e-5", e);
+	/* two sequences packed in one batch give what each gives alone */
+	int T2 = T / 2;
+	rl_forward *fw = rl_forward_new(m, T + T2, T);
+	rl_seq seqs[2] = { { .ntok = T2, .tokens = tokens + 3 }, { .ntok = T, .tokens = tokens } };
+	float *c = malloc((size_t)(T + T2) * V * sizeof(float)), *alone = malloc((size_t)T2 * V * sizeof(float));
+	rc = !fw || rl_forward_run(fw, NULL, 2, seqs, c) || batch_logits(m, tokens + 3, T2, alone);
+	double e1 = rc ? INFINITY : rel_err(c, alone, (size_t)T2 * V);
+	double e2 = rc ? INFINITY : rel_err(c + (size_t)T2 * V, a, (size_t)T * V);
+	CHECK(e1 <= 1e-5 && e2 <= 1e-5, "packed_sequences_independent", "rel errors %.3g %.3g", e1, e2);
+	rl_forward_free(fw);
+	free(c);
+	free(alone);
+	free(tokens);
+	free(ref);
+	free(a);
+	free(b);
+}
+
+static rl_dtype to_f16(const rl_tensor *t, void *arg)
+{
+	(void)arg;
+	return t->ndim == 2 ? RL_F16 : RL_F32;
+}
+
+static void test_stream_round_trip(const rl_model *m)
+{
+	char path[] = "/tmp/rltest_modelXXXXXX";
+	int fd = mkstemp(path);
+	close(fd);
+	int tokens[16];
+	for (int i = 0; i < 16; i++)
+		tokens[i] = (i * 37 + 1) % m->cfg.vocab_size;
+	int V = m->cfg.vocab_size;
+	float *a = malloc(16 * (size_t)V * sizeof(float)), *b = malloc(16 * (size_t)V * sizeof(float));
+	for (int half = 0; half < 2; half++) {
+		rl_writer *w = rl_writer_open(path);
+		rl_model back;
+		int rc = !w || rl_model_write(m, w, "test", half ? to_f16 : NULL, NULL) || rl_writer_commit(w) ||
+			 rl_model_load(path, NULL, &back);
+		if (rc) {
+			CHECK(0, half ? "stream_round_trip_f16" : "stream_round_trip_f32", "%s", rl_err());
+			continue;
+		}
+		batch_logits(m, tokens, 16, a);
+		batch_logits(&back, tokens, 16, b);
+		double e = rel_err(b, a, 16 * (size_t)V);
+		int same_tok = back.tok.vocab_size == m->tok.vocab_size && back.tok.bos_id == m->tok.bos_id;
+		for (int i = 0; same_tok && i < V; i++)
+			same_tok = back.tok.piece_len[i] == m->tok.piece_len[i] &&
+				   memcmp(back.tok.pieces[i], m->tok.pieces[i], (size_t)m->tok.piece_len[i]) == 0 &&
+				   back.tok.scores[i] == m->tok.scores[i];
+		if (!half)
+			CHECK(e == 0 && same_tok && strcmp(back.source, m->source) == 0, "stream_round_trip_f32",
+			      "rel error %g, tokenizer %s, source %s vs %s", e, same_tok ? "same" : "differs", back.source, m->source);
+		else
+			CHECK(e < 2e-2 && e > 0 && same_tok && strcmp(back.source, m->source) == 0, "stream_round_trip_f16",
+			      "rel error %g (want (0, 2e-2)), source kept: %d", e, strcmp(back.source, m->source) == 0);
+		rl_model_free(&back);
+	}
+	unlink(path);
+	free(a);
+	free(b);
+}
+
+/* Architectures without an external reference here yet: the two paths must agree. */
+static void test_random_arch(const char *arch, int qk_norm, int qkv_bias, rl_rope_style style)
+{
+	rl_config c = { .dim = 48, .hidden_dim = 80, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
+			.vocab_size = 300, .seq_len = 64, .rope_theta = 1e6, .norm_eps = 1e-6, .rope_style = style,
+			.qk_norm = qk_norm, .qkv_bias = qkv_bias, .tied_embeddings = 0 };
+	rl_model m;
+	char name[64];
+	snprintf(name, sizeof name, "random_%s_batched_equals_decode", arch);
+	if (rl_model_random(&c, arch, 7, &m)) {
+		CHECK(0, name, "%s", rl_err());
+		return;
+	}
+	int T = 20, tokens[20];
+	for (int i = 0; i < T; i++)
+		tokens[i] = (i * 101 + 5) % c.vocab_size;
+	float *a = malloc((size_t)T * c.vocab_size * sizeof(float)), *b = malloc((size_t)T * c.vocab_size * sizeof(float));
+	int rc = batch_logits(&m, tokens, T, a) || decode_logits(&m, tokens, T, b);
+	double e = rc ? INFINITY : rel_err(b, a, (size_t)T * c.vocab_size);
+	CHECK(e <= 1e-5, name, "max rel error %.3g", e);
+	free(a);
+	free(b);
+	rl_model_free(&m);
+}
+
+int main(void)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", shared());
+	rl_model m;
+	if (rl_model_load(path, NULL, &m)) {
+		CHECK(0, "load_stories260K", "%s", rl_err());
+		return t_done();
+	}
+	CHECK(m.cfg.dim == 64 && m.cfg.n_layers == 5 && m.cfg.n_heads == 8 && m.cfg.n_kv_heads == 4 &&
+	      m.cfg.hidden_dim == 172 && m.cfg.vocab_size == 512 && m.cfg.tied_embeddings,
+	      "load_stories260K", "config dim %d layers %d heads %d/%d hidden %d vocab %d", m.cfg.dim,
+	      m.cfg.n_layers, m.cfg.n_heads, m.cfg.n_kv_heads, m.cfg.hidden_dim, m.cfg.vocab_size);
+	test_greedy(&m);
+	test_reference_logits(&m);
+	test_stream_round_trip(&m);
+	rl_model_free(&m);
+	test_random_arch("qwen3", 1, 0, RL_ROPE_HALF);
+	test_random_arch("qwen2", 0, 1, RL_ROPE_HALF);
+	test_random_arch("llama", 0, 0, RL_ROPE_INTERLEAVED);
+	return t_done();
+}
