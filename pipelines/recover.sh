@@ -1,0 +1,60 @@
+#!/bin/sh
+# recover.sh [MODEL] [OUTDIR]: the whole recovery pipeline on one model.
+#
+# This version runs the stages that exist so far: it imports the model into a
+# model stream (qpack) and measures its perplexity (evalrun). Quantization,
+# synthetic data, distillation and the recovery pack join as their tools land.
+#
+# MODEL defaults to $RECOVER_MODEL, else ../shared/models/stories260K (found
+# relative to this script, not the caller's directory), else a small seeded
+# random model that qpack makes (its figures describe nothing but the code).
+# OUTDIR defaults to out/ beside the repository's Makefile. Outputs are written
+# atomically, and a rerun reuses the stages whose outputs are complete.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(dirname "$here")
+shared=${SHARED:-$top/../shared}
+model=${1:-${RECOVER_MODEL:-}}
+out=${2:-$top/out}
+
+say() { echo "recover: $*" >&2; }
+
+sh "$top/.ci/deps.sh"
+make -s -C "$top" all >&2
+bin=$top/bin
+mkdir -p "$out"
+
+if [ -z "$model" ]; then
+	if [ -f "$shared/models/stories260K/stories260K.bin" ]; then
+		model=$shared/models/stories260K/stories260K.bin
+		say "model: stories260K ($model)"
+	else
+		cat > "$out/random-config.json" <<'JSON'
+{"model_type": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 5,
+ "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 512, "max_position_embeddings": 512}
+JSON
+		if [ ! -s "$out/random.msgpack" ]; then
+			"$bin/qpack" --random "$out/random-config.json" --seed 1 -o "$out/random.msgpack"
+		fi
+		model=$out/random.msgpack
+		say "model: no stories260K at $shared/models; using a RANDOM-WEIGHT model (seed 1): figures below describe no real model"
+	fi
+fi
+text=${RECOVER_TEXT:-$shared/data/tinystories/dev.txt}
+[ -f "$text" ] || { say "no evaluation text at $text (set RECOVER_TEXT)"; exit 1; }
+
+# stage 1: import (reused when complete: streams end with an end message, which tsdump checks)
+teacher=$out/teacher.msgpack
+if [ -s "$teacher" ] && "$bin/tsdump" "$teacher" >/dev/null 2>&1; then
+	say "[1/2] import: reusing $teacher"
+else
+	say "[1/2] import: qpack -p f32 $model"
+	"$bin/qpack" -p f32 -o "$teacher" "$model"
+fi
+
+# stage 2: evaluate
+say "[2/2] evaluate: perplexity on $text"
+"$bin/evalrun" --task "ppl:$text" "$teacher" > "$out/results.txt.tmp"
+mv "$out/results.txt.tmp" "$out/results.txt"
+cat "$out/results.txt"
+say "done: $out/teacher.msgpack, $out/results.txt"
