@@ -21,18 +21,6 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 int main(int argc, char **argv)
 {
 	int threads = 2, ntok = 512, ndecode = 32, reps = 3;
@@ -80,7 +68,10 @@ int main(int argc, char **argv)
 	rl_forward *f = rl_forward_new(&m, ntok, ctx);
 	if (!f || !logits)
 		errx(1, "out of memory");
-	double t_prefill[100], t_decode[100];
+	/* Each repetition of prefill is followed by an sgemm measurement, and each of
+	 * decode by a bandwidth one: a shared machine's speed drifts, so the ratios are
+	 * taken pairwise, then their median. */
+	double t_prefill[100], t_decode[100], r_prefill[100], r_decode[100], sg[100], bw[100];
 	rl_seq s = { .ntok = ntok, .tokens = tokens };
 	rl_forward_run(f, NULL, 1, &s, logits); /* warm-up */
 	for (int r = 0; r < reps; r++) {
@@ -88,6 +79,8 @@ int main(int argc, char **argv)
 		if (rl_forward_run(f, NULL, 1, &s, logits))
 			errx(1, "%s", rl_err());
 		t_prefill[r] = now() - t0;
+		sg[r] = rl_measure_sgemm_gflops(2048, 3);
+		r_prefill[r] = flops / t_prefill[r] / 1e9 / sg[r];
 	}
 	rl_forward_free(f);
 	/* decode: one token at a time through the KV cache, the first ndecode positions */
@@ -103,15 +96,15 @@ int main(int argc, char **argv)
 				errx(1, "%s", rl_err());
 		}
 		t_decode[r] = (now() - t0) / ndecode;
+		bw[r] = rl_measure_read_bandwidth((size_t)1 << 30, 1, threads);
+		r_decode[r] = weight_bytes / t_decode[r] / 1e9 / bw[r];
 	}
-	double tp = median(t_prefill, reps), td = median(t_decode, reps);
-	double sgemm = rl_measure_sgemm_gflops(2048, 5);
-	double bw = rl_measure_read_bandwidth((size_t)1 << 30, 5, threads);
+	double tp = rl_median(t_prefill, reps), td = rl_median(t_decode, reps);
 	printf("{\"threads\":%d,\"prefill_tokens\":%d,\"prefill_s\":%.4f,\"prefill_tokens_per_s\":%.2f,"
 	       "\"prefill_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"prefill_over_sgemm\":%.3f,"
 	       "\"decode_tokens_per_s\":%.3f,\"decode_weight_gb_s\":%.2f,\"read_gb_s\":%.2f,\"decode_over_bandwidth\":%.3f}\n",
-	       threads, ntok, tp, ntok / tp, flops / tp / 1e9, sgemm, flops / tp / 1e9 / sgemm, 1.0 / td,
-	       weight_bytes / td / 1e9, bw, weight_bytes / td / 1e9 / bw);
+	       threads, ntok, tp, ntok / tp, flops / tp / 1e9, rl_median(sg, reps), rl_median(r_prefill, reps), 1.0 / td,
+	       weight_bytes / td / 1e9, rl_median(bw, reps), rl_median(r_decode, reps));
 	rl_kvcache_free(&kv);
 	rl_forward_free(f);
 	free(tokens);

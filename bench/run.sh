@@ -26,7 +26,7 @@ awk -v a="$rss_random" -v b="$rss_stream" -v s="$size" 'BEGIN {
 
 ours=$("$top/bench/model_speed" -t "$threads" --tokens "$tokens" --decode 16 --reps 3 "$work/model.msgpack")
 echo "ours: $ours"
-get() { printf '%s' "$1" | sed -n "s/.*\"$2\":\([0-9.eE+-]*\).*/\1/p"; }
+get() { printf '%s' "$1" | sed -n "s/.*\"$2\": *\([0-9.eE+-]*\).*/\1/p"; }
 printf 'prefill FLOP/s / sgemm FLOP/s: %s (goal >= 0.6)\n' "$(get "$ours" prefill_over_sgemm)"
 printf 'f32 decode weight bytes/s / read bandwidth: %s (goal >= 0.7)\n' "$(get "$ours" decode_over_bandwidth)"
 
@@ -34,6 +34,7 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 	torch=$(/usr/bin/python3 "$top/bench/torch_prefill.py" "$config" --tokens "$tokens" --reps 3 --threads "$threads")
 	echo "pytorch: $torch"
 	awk -v a="$(get "$ours" prefill_tokens_per_s)" -v b="$(get "$torch" tokens_per_s)" 'BEGIN {
+		if (a + 0 <= 0 || b + 0 <= 0) { print "prefill tokens/s / PyTorch: not measured (no figure parsed)"; exit 1 }
 		printf "prefill tokens/s / PyTorch: %.3f (goal >= 1.0)\n", a / b }'
 else
 	echo "prefill tokens/s / PyTorch: not measured (no python3-torch)"

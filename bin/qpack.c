@@ -108,7 +108,7 @@ int main(int argc, char **argv)
 		errx(1, "%s", rl_err());
 	size_t params = 0;
 	for (int i = 0; i < m.ntensors; i++)
-		params += m.tensors[i].bytes / sizeof(float) * (m.tensors[i].dtype == RL_F32 ? 1 : 2);
+		params += m.tensors[i].shape[0] * (m.tensors[i].ndim > 1 ? m.tensors[i].shape[1] : 1);
 	fprintf(stderr, "qpack: %s: %s, %d layers, dim %d, vocab %d, %.3g M parameters -> %s (%s)\n",
 		m.origin, m.arch, m.cfg.n_layers, m.cfg.dim, m.cfg.vocab_size, params / 1e6,
 		out ? out : "stdout", policy);

@@ -33,13 +33,8 @@ static void print_object(const msgpack_object *o);
 
 static void print_bin_summary(const void *p, size_t len)
 {
-	unsigned char d[32];
 	char hex[65];
-	rl_sha256 s;
-	rl_sha256_init(&s);
-	rl_sha256_update(&s, p, len);
-	rl_sha256_final(&s, d);
-	rl_sha256_hex(d, hex);
+	rl_sha256_hex_of(p, len, hex);
 	printf("{\"bytes\":%zu,\"sha256\":\"%s\"}", len, hex);
 }
 
@@ -109,13 +104,8 @@ static void print_values(const void *p, size_t len, rl_dtype dt, size_t n)
 			mx = v[i] > mx ? v[i] : mx;
 			sum += v[i];
 		}
-		unsigned char d[32];
 		char hex[65];
-		rl_sha256 s;
-		rl_sha256_init(&s);
-		rl_sha256_update(&s, p, len);
-		rl_sha256_final(&s, d);
-		rl_sha256_hex(d, hex);
+		rl_sha256_hex_of(p, len, hex);
 		printf("{\"bytes\":%zu,\"min\":", len);
 		print_number(mn);
 		printf(",\"max\":");

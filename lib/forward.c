@@ -6,6 +6,7 @@
 
 #include "err.h"
 #include "model.h"
+#include "parallel.h"
 
 #define TILE_ROWS 256 /* weight rows dequantized at once for non-f32 storage */
 
@@ -133,7 +134,7 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 	int OC = (int)w->shape[0], IC = (int)w->shape[1];
 	if (w->dtype == RL_F32) {
 		if (N == 1)
-			cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, IC, 1.0f, w->data, IC, inp, 1, 0.0f, out, 1);
+			rl_gemv_f32(OC, IC, w->data, inp, out);
 		else
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
 				    w->data, IC, 0.0f, out, OC);

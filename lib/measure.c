@@ -22,8 +22,7 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/* Sorts v in place. */
-static double median(double *v, int n)
+double rl_median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof *v, cmp_double);
 	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
@@ -62,7 +61,7 @@ double rl_measure_sgemm_gflops(int n, int reps)
 		double dt = now() - t0;
 		rate[r] = flops / (dt > 0 ? dt : 1e-9) / 1e9;
 	}
-	double med = median(rate, reps);
+	double med = rl_median(rate, reps);
 	free(a);
 	free(rate);
 	return med;
@@ -197,7 +196,7 @@ double rl_measure_read_bandwidth(size_t bytes, int reps, int threads)
 		read_sink = s;
 		rate[r] = (double)(n * sizeof(float)) / (dt > 0 ? dt : 1e-9) / 1e9;
 	}
-	result = median(rate, reps);
+	result = rl_median(rate, reps);
 done:
 	free(buf);
 	free(jobs);

@@ -16,4 +16,7 @@ double rl_measure_sgemm_gflops(int n, int reps);
  * negative value after rl_seterr on failure. */
 double rl_measure_read_bandwidth(size_t bytes, int reps, int threads);
 
+/* The median of v[0..n-1], n >= 1; sorts v in place. */
+double rl_median(double *v, int n);
+
 #endif

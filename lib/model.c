@@ -14,6 +14,7 @@
 #include "err.h"
 #include "json.h"
 #include "model.h"
+#include "parallel.h"
 
 #define MAX_DIM (1 << 20)
 
@@ -142,6 +143,7 @@ void rl_set_threads(int n)
 	if (n < 1)
 		n = 1;
 	openblas_set_num_threads(n);
+	rl_parallel_set_threads(n);
 }
 
 /* Rows of a tensor as f32 (tmp holds a row when the tensor is stored otherwise). */
@@ -256,6 +258,7 @@ static int load_llama2c(const char *path, const rl_load_opts *opts, rl_model *m)
 		rl_seterr("%s: not a llama2.c checkpoint, or a corrupt one: header (dim %d, hidden %d, layers %d, heads %d, kv heads %d, vocab %d, seq_len %d): %s",
 			  path, h[0], h[1], h[2], h[3], h[4], h[5], h[6], rl_err());
 		close(fd);
+		rl_model_free(m);
 		return -1;
 	}
 	/* The file holds, in order: token_embd, then per kind all layers'

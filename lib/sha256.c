@@ -146,3 +146,13 @@ void rl_sha256_hex(const unsigned char digest[32], char hex[65])
 	}
 	hex[64] = '\0';
 }
+
+void rl_sha256_hex_of(const void *p, size_t len, char hex[65])
+{
+	rl_sha256 s;
+	unsigned char d[32];
+	rl_sha256_init(&s);
+	rl_sha256_update(&s, p, len);
+	rl_sha256_final(&s, d);
+	rl_sha256_hex(d, hex);
+}

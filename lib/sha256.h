@@ -16,5 +16,7 @@ void rl_sha256_update(rl_sha256 *s, const void *data, size_t len);
 void rl_sha256_final(rl_sha256 *s, unsigned char digest[32]);
 /* digest as 64 lowercase hex digits and a NUL */
 void rl_sha256_hex(const unsigned char digest[32], char hex[65]);
+/* the sha256 of len bytes at p, as 64 lowercase hex digits and a NUL */
+void rl_sha256_hex_of(const void *p, size_t len, char hex[65]);
 
 #endif

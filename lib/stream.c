@@ -14,8 +14,8 @@ enum { BEFORE_HEADER, IN_SEGMENT, AFTER_END };
 struct rl_reader {
 	int fd, own_fd;
 	char name[512];
-	unsigned char *buf;   /* bytes read ahead; the current message starts at 0 */
-	size_t cap, len, msg_len;
+	unsigned char *buf;   /* bytes read ahead; the current message starts at start */
+	size_t cap, len, start, msg_len;
 	int eof;
 	msgpack_unpacked msg;
 	/* the segment's header, kept in its own copy so later messages can't move it */
@@ -34,6 +34,7 @@ struct rl_reader {
 	uint64_t cur_shape[RL_MAX_DIMS], cur_rows_done;
 	int in_tensor;
 	rl_sha256 content;
+	char type_buf[32];     /* an unknown message type's name, as printable text */
 };
 
 rl_reader *rl_reader_open(const char *path)
@@ -88,19 +89,21 @@ void rl_reader_content(rl_reader *r, char hex[65])
 	rl_sha256_hex(d, hex);
 }
 
-/* Makes at least n bytes of the current message available: 1, or 0 at end of input, -1 on error. */
+/* Makes at least n bytes of the current message available: 1, or 0 at end of input, -1 on error.
+ * The buffer grows only as bytes arrive, so a hostile length prefix costs nothing until the
+ * bytes it promises are really there; consumed messages are dropped only when room is needed. */
 static int ensure(rl_reader *r, size_t n)
 {
-	while (r->len < n) {
+	while (r->len - r->start < n) {
 		if (r->eof)
 			return 0;
-		size_t want = n - r->len;
-		if (want < (256 << 10))
-			want = 256 << 10;
-		if (r->len + want > r->cap) {
-			size_t cap = r->cap ? r->cap : (1 << 20);
-			while (cap < r->len + want)
-				cap *= 2;
+		if (r->len == r->cap && r->start > 0) {
+			memmove(r->buf, r->buf + r->start, r->len - r->start);
+			r->len -= r->start;
+			r->start = 0;
+		}
+		if (r->len == r->cap) {
+			size_t cap = r->cap ? r->cap * 2 : (1 << 20);
 			unsigned char *nb = realloc(r->buf, cap);
 			if (!nb) {
 				rl_seterr("%s: out of memory buffering a message of %zu bytes", r->name, n);
@@ -109,7 +112,7 @@ static int ensure(rl_reader *r, size_t n)
 			r->buf = nb;
 			r->cap = cap;
 		}
-		ssize_t got = read(r->fd, r->buf + r->len, want);
+		ssize_t got = read(r->fd, r->buf + r->len, r->cap - r->len);
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
@@ -144,7 +147,7 @@ static int frame(rl_reader *r)
 	while (pending > 0) {
 		if ((got = ensure(r, pos + 1)) <= 0)
 			goto cut;
-		unsigned b = r->buf[pos];
+		unsigned b = r->buf[r->start + pos];
 		size_t head = 1, lenbytes = 0, skip = 0;
 		uint64_t count = 0;  /* child objects */
 		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
@@ -183,7 +186,7 @@ static int frame(rl_reader *r)
 			if (lenbytes) {
 				if ((got = ensure(r, pos + 1 + lenbytes)) <= 0)
 					goto cut;
-				uint64_t n = be(r->buf + pos + 1, (int)lenbytes);
+				uint64_t n = be(r->buf + r->start + pos + 1, (int)lenbytes);
 				head += lenbytes;
 				if (b == 0xdc || b == 0xdd)
 					count = n;
@@ -215,7 +218,7 @@ static int frame(rl_reader *r)
 cut:
 	if (got == 0)
 		rl_seterr("%s: stream cut inside message %llu (after %zu bytes of it)",
-			  r->name, (unsigned long long)r->total + 1, r->len);
+			  r->name, (unsigned long long)r->total + 1, r->len - r->start);
 	return -1;
 }
 
@@ -338,21 +341,21 @@ static int check_header(rl_reader *r, const msgpack_object *h)
 	size_t len;
 	uint64_t version;
 	if (rl_mp_str(h, "format", &s, &len) || len != 7 || memcmp(s, "tstream", 7)) {
-		rl_seterr("%s: not a tstream: the header's format field is not \"tstream\"", r->name);
+		rl_seterr("not a tstream: the header's format field is not \"tstream\"");
 		return -1;
 	}
 	if (rl_mp_uint(h, "version", &version))
 		return -1;
 	if (version != RL_TSTREAM_VERSION) {
-		rl_seterr("%s: tstream version %llu; this tool reads version %d (rebuild the stream with this version's tools)",
-			  r->name, (unsigned long long)version, RL_TSTREAM_VERSION);
+		rl_seterr("tstream version %llu; this tool reads version %d (rebuild the stream with this version's tools)",
+			  (unsigned long long)version, RL_TSTREAM_VERSION);
 		return -1;
 	}
 	char kind[16];
 	if (rl_mp_strcpy(h, "kind", kind, sizeof kind))
 		return -1;
 	if (strcmp(kind, "model") && strcmp(kind, "samples") && strcmp(kind, "adapter") && strcmp(kind, "results")) {
-		rl_seterr("%s: unknown stream kind \"%s\"", r->name, kind);
+		rl_seterr("unknown stream kind \"%s\"", kind);
 		return -1;
 	}
 	if (r->state == AFTER_END) {
@@ -360,15 +363,14 @@ static int check_header(rl_reader *r, const msgpack_object *h)
 			const msgpack_object *a = rl_mp_get(&r->header.data, identity_keys[i]);
 			const msgpack_object *b = rl_mp_get(h, identity_keys[i]);
 			if ((a == NULL) != (b == NULL) || (a && !msgpack_object_equal(*a, *b))) {
-				rl_seterr("%s: message %llu: a second segment whose %s differs from the first's: streams of different %s cannot be joined",
-					  r->name, (unsigned long long)r->total, identity_keys[i],
+				rl_seterr("a second segment whose %s differs from the first's: streams of different %s cannot be joined",
+					  identity_keys[i],
 					  strcmp(identity_keys[i], "kind") ? "identity" : "kinds");
 				return -1;
 			}
 		}
 		if (strcmp(kind, "model") == 0 || strcmp(kind, "adapter") == 0) {
-			rl_seterr("%s: message %llu: a second %s segment: only samples and results streams may be concatenated",
-				  r->name, (unsigned long long)r->total, kind);
+			rl_seterr("a second %s segment: only samples and results streams may be concatenated", kind);
 			return -1;
 		}
 	}
@@ -380,13 +382,13 @@ static int check_header(rl_reader *r, const msgpack_object *h)
 		    rl_mp_strcpy(h, "logit_dtype", dt, sizeof dt))
 			goto field;
 		if (vocab == 0 || vocab > (1u << 24) || topk > vocab) {
-			rl_seterr("%s: samples header: vocab_size %llu, topk %llu out of range", r->name,
+			rl_seterr("samples header: vocab_size %llu, topk %llu out of range",
 				  (unsigned long long)vocab, (unsigned long long)topk);
 			return -1;
 		}
 		int t = rl_dtype_from_name(dt, strlen(dt));
 		if (t != RL_F32 && t != RL_F16) {
-			rl_seterr("%s: samples header: logit_dtype \"%s\" is not f16 or f32", r->name, dt);
+			rl_seterr("samples header: logit_dtype \"%s\" is not f16 or f32", dt);
 			return -1;
 		}
 		r->samples.vocab_size = (uint32_t)vocab;
@@ -397,7 +399,6 @@ static int check_header(rl_reader *r, const msgpack_object *h)
 	snprintf(r->kind, sizeof r->kind, "%s", kind);
 	return 0;
 field:
-	rl_seterr("%s: header: %s", r->name, rl_err());
 	return -1;
 }
 
@@ -406,16 +407,16 @@ static int keep_header(rl_reader *r)
 {
 	unsigned char *copy = malloc(r->msg_len);
 	if (!copy) {
-		rl_seterr("%s: out of memory", r->name);
+		rl_seterr("out of memory");
 		return -1;
 	}
-	memcpy(copy, r->buf, r->msg_len);
+	memcpy(copy, r->buf + r->start, r->msg_len);
 	size_t off = 0;
 	msgpack_unpacked_destroy(&r->header);
 	msgpack_unpacked_init(&r->header);
 	if (msgpack_unpack_next(&r->header, (const char *)copy, r->msg_len, &off) != MSGPACK_UNPACK_SUCCESS) {
 		free(copy);
-		rl_seterr("%s: header does not unpack", r->name);
+		rl_seterr("header does not unpack");
 		return -1;
 	}
 	free(r->header_bytes);
@@ -427,7 +428,7 @@ static int keep_header(rl_reader *r)
 static int finish_tensor(rl_reader *r)
 {
 	if (r->in_tensor && r->cur_rows_done != r->cur_shape[0]) {
-		rl_seterr("%s: tensor %s ends after %llu of its %llu rows", r->name, r->cur_name,
+		rl_seterr("tensor %s ends after %llu of its %llu rows", r->cur_name,
 			  (unsigned long long)r->cur_rows_done, (unsigned long long)r->cur_shape[0]);
 		return -1;
 	}
@@ -625,7 +626,11 @@ static int check_message(rl_reader *r, rl_msg *m)
 		{ "end", RL_MSG_END },
 	};
 	m->type = RL_MSG_UNKNOWN;
-	m->type_name = "unknown";
+	size_t n = 0;
+	for (; n < tlen && n < sizeof r->type_buf - 1; n++)
+		r->type_buf[n] = (t[n] >= 0x20 && t[n] < 0x7f) ? t[n] : '?';
+	r->type_buf[n] = 0;
+	m->type_name = r->type_buf;
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
 		if (strlen(types[i].name) == tlen && memcmp(types[i].name, t, tlen) == 0) {
 			m->type = types[i].type;
@@ -633,7 +638,7 @@ static int check_message(rl_reader *r, rl_msg *m)
 		}
 	m->map = o;
 	if (r->state != IN_SEGMENT && m->type != RL_MSG_HEADER) {
-		rl_seterr("a %s message where a header must come first", m->type_name);
+		rl_seterr("a \"%s\" message where a header must come first", m->type_name);
 		return -1;
 	}
 	switch (m->type) {
@@ -689,11 +694,8 @@ static int check_message(rl_reader *r, rl_msg *m)
 int rl_read(rl_reader *r, rl_msg *m)
 {
 	/* drop the previous message's bytes */
-	if (r->msg_len) {
-		memmove(r->buf, r->buf + r->msg_len, r->len - r->msg_len);
-		r->len -= r->msg_len;
-		r->msg_len = 0;
-	}
+	r->start += r->msg_len;
+	r->msg_len = 0;
 	int got = frame(r);
 	if (got < 0)
 		return -1;
@@ -710,7 +712,7 @@ int rl_read(rl_reader *r, rl_msg *m)
 	size_t off = 0;
 	msgpack_unpacked_destroy(&r->msg);
 	msgpack_unpacked_init(&r->msg);
-	if (msgpack_unpack_next(&r->msg, (const char *)r->buf, r->msg_len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	if (msgpack_unpack_next(&r->msg, (const char *)r->buf + r->start, r->msg_len, &off) != MSGPACK_UNPACK_SUCCESS ||
 	    off != r->msg_len) {
 		rl_seterr("%s: message %llu: malformed MessagePack", r->name, (unsigned long long)r->total + 1);
 		return -1;

@@ -733,7 +733,7 @@ static void test_damage(void)
 		HEADER; msgpack_pack_map(&f.pk, 1); rl_pack_kv_int(&f.pk, "t", 1));
 	DAMAGED("first_not_header", "message 1 (tensor)", "a header must come first",
 		forge_tensor(&f, "a", 2, 3, small_a); HEADER; forge_end(&f, -1, NULL));
-	DAMAGED("first_unknown_type", "message 1 (unknown)", "a header must come first",
+	DAMAGED("first_unknown_type", "message 1 (future)", "a header must come first",
 		msgpack_pack_map(&f.pk, 1); rl_pack_kv_str(&f.pk, "t", "future"); HEADER; forge_end(&f, -1, NULL));
 	DAMAGED("header_inside_segment", "message 2 (header)", "a header inside a segment",
 		HEADER; HEADER; forge_end(&f, -1, NULL));

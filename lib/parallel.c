@@ -1,0 +1,240 @@
+/* parallel.c: a small pool of worker threads and the f32 matrix-vector product. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "parallel.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+enum { MAX_THREADS = 256, SPIN = 20000 };
+
+static struct {
+	int nthreads;            /* including the caller */
+	int started;             /* workers running: threads 1..started */
+	pthread_t tid[MAX_THREADS];
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	atomic_uint gen;         /* bumped to start a loop */
+	atomic_int pending;      /* workers not yet done with the current loop */
+	int quit;
+	unsigned gen_at_start;   /* P.gen when the workers were created */
+	/* the current loop */
+	void (*fn)(void *, int64_t, int64_t);
+	void *arg;
+	int64_t n, grain;
+	int parts;
+} P = { .nthreads = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+
+static _Thread_local int in_loop;
+
+static void run_part(int t)
+{
+	int64_t chunks = (P.n + P.grain - 1) / P.grain;
+	int64_t per = chunks / P.parts, extra = chunks % P.parts;
+	int64_t c0 = t * per + (t < extra ? t : extra);
+	int64_t c1 = c0 + per + (t < extra);
+	int64_t b = c0 * P.grain, e = c1 * P.grain;
+	if (e > P.n)
+		e = P.n;
+	if (b < e)
+		P.fn(P.arg, b, e);
+}
+
+static void *worker(void *p)
+{
+	int t = (int)(intptr_t)p;
+	unsigned seen = P.gen_at_start; /* not P.gen: the first loop may have begun already */
+	in_loop = 1;
+	for (;;) {
+		int spins = 0;
+		while (atomic_load_explicit(&P.gen, memory_order_acquire) == seen) {
+			if (++spins < SPIN) {
+				cpu_relax();
+				continue;
+			}
+			pthread_mutex_lock(&P.lock);
+			while (atomic_load(&P.gen) == seen)
+				pthread_cond_wait(&P.wake, &P.lock);
+			pthread_mutex_unlock(&P.lock);
+		}
+		seen = atomic_load_explicit(&P.gen, memory_order_acquire);
+		if (P.quit)
+			return NULL;
+		if (t < P.parts)
+			run_part(t);
+		atomic_fetch_sub_explicit(&P.pending, 1, memory_order_release);
+	}
+}
+
+static void stop_workers(void)
+{
+	pthread_mutex_lock(&P.lock);
+	P.quit = 1;
+	atomic_fetch_add(&P.gen, 1);
+	pthread_cond_broadcast(&P.wake);
+	pthread_mutex_unlock(&P.lock);
+	for (int t = 1; t <= P.started; t++)
+		pthread_join(P.tid[t], NULL);
+	P.started = 0;
+	P.quit = 0;
+}
+
+void rl_parallel_set_threads(int n)
+{
+	if (n < 1)
+		n = 1;
+	if (n > MAX_THREADS)
+		n = MAX_THREADS;
+	if (P.started)
+		stop_workers();
+	P.nthreads = n;
+}
+
+int rl_parallel_threads(void) { return P.nthreads; }
+
+/* Workers start on the first loop that needs them; if one cannot start, fewer run. */
+static void start_workers(void)
+{
+	P.gen_at_start = atomic_load(&P.gen);
+	while (P.started + 1 < P.nthreads) {
+		if (pthread_create(&P.tid[P.started + 1], NULL, worker, (void *)(intptr_t)(P.started + 1)))
+			break;
+		P.started++;
+	}
+}
+
+void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+	if (n <= 0)
+		return;
+	if (grain < 1)
+		grain = 1;
+	int64_t chunks = (n + grain - 1) / grain;
+	if (P.nthreads == 1 || chunks == 1 || in_loop) {
+		fn(arg, 0, n);
+		return;
+	}
+	if (P.started + 1 < P.nthreads)
+		start_workers();
+	int workers = P.started;
+	P.fn = fn;
+	P.arg = arg;
+	P.n = n;
+	P.grain = grain;
+	P.parts = chunks < workers + 1 ? (int)chunks : workers + 1;
+	atomic_store(&P.pending, workers);
+	pthread_mutex_lock(&P.lock);
+	atomic_fetch_add_explicit(&P.gen, 1, memory_order_release);
+	pthread_cond_broadcast(&P.wake);
+	pthread_mutex_unlock(&P.lock);
+	in_loop = 1;
+	run_part(0);
+	in_loop = 0;
+	while (atomic_load_explicit(&P.pending, memory_order_acquire) > 0)
+		cpu_relax();
+}
+
+/* ---- f32 matrix-vector product ---- */
+
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+/* Four rows at a time, two accumulators per row: eight independent sums keep the
+ * loads in flight, which is what a memory-bound product needs. */
+static inline __attribute__((always_inline)) void gemv_rows_body(const float *W, const float *x, float *y,
+								  int64_t r0, int64_t r1, int IC)
+{
+	int64_t r = r0;
+	for (; r + 4 <= r1; r += 4) {
+		const float *w0 = W + (size_t)r * IC, *w1 = w0 + IC, *w2 = w1 + IC, *w3 = w2 + IC;
+		v8f a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, b0 = { 0 }, b1 = { 0 }, b2 = { 0 }, b3 = { 0 };
+		int c = 0;
+		for (; c + 16 <= IC; c += 16) {
+			v8f xa = *(const v8f *)(x + c), xb = *(const v8f *)(x + c + 8);
+			a0 += *(const v8f *)(w0 + c) * xa;
+			a1 += *(const v8f *)(w1 + c) * xa;
+			a2 += *(const v8f *)(w2 + c) * xa;
+			a3 += *(const v8f *)(w3 + c) * xa;
+			b0 += *(const v8f *)(w0 + c + 8) * xb;
+			b1 += *(const v8f *)(w1 + c + 8) * xb;
+			b2 += *(const v8f *)(w2 + c + 8) * xb;
+			b3 += *(const v8f *)(w3 + c + 8) * xb;
+		}
+		a0 += b0;
+		a1 += b1;
+		a2 += b2;
+		a3 += b3;
+		float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+		for (int k = 0; k < 8; k++) {
+			s0 += a0[k];
+			s1 += a1[k];
+			s2 += a2[k];
+			s3 += a3[k];
+		}
+		for (; c < IC; c++) {
+			s0 += w0[c] * x[c];
+			s1 += w1[c] * x[c];
+			s2 += w2[c] * x[c];
+			s3 += w3[c] * x[c];
+		}
+		y[r] = s0;
+		y[r + 1] = s1;
+		y[r + 2] = s2;
+		y[r + 3] = s3;
+	}
+	for (; r < r1; r++) {
+		const float *w = W + (size_t)r * IC;
+		float s = 0;
+		for (int c = 0; c < IC; c++)
+			s += w[c] * x[c];
+		y[r] = s;
+	}
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) static void gemv_rows_avx2(const float *W, const float *x, float *y,
+								 int64_t r0, int64_t r1, int IC)
+{
+	gemv_rows_body(W, x, y, r0, r1, IC);
+}
+#endif
+
+static void gemv_rows_generic(const float *W, const float *x, float *y, int64_t r0, int64_t r1, int IC)
+{
+	gemv_rows_body(W, x, y, r0, r1, IC);
+}
+
+typedef struct {
+	const float *W, *x;
+	float *y;
+	int IC;
+	void (*rows)(const float *, const float *, float *, int64_t, int64_t, int);
+} gemv_job;
+
+static void gemv_part(void *arg, int64_t r0, int64_t r1)
+{
+	gemv_job *j = arg;
+	j->rows(j->W, j->x, j->y, r0, r1, j->IC);
+}
+
+void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y)
+{
+	static void (*rows)(const float *, const float *, float *, int64_t, int64_t, int);
+	if (!rows) {
+		rows = gemv_rows_generic;
+#if defined(__x86_64__)
+		if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+			rows = gemv_rows_avx2;
+#endif
+	}
+	gemv_job j = { W, x, y, IC, rows };
+	/* rows in multiples of 16 (64 bytes of output per cache line), at least ~64 KiB of weights per part */
+	int64_t grain = 16;
+	while (grain * IC * 4 < (64 << 10) && grain < OC)
+		grain *= 2;
+	rl_parallel_for(OC, grain, gemv_part, &j);
+}

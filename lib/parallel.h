@@ -1,0 +1,25 @@
+/* parallel.h: the toolkit's own worker threads, for the loops OpenBLAS does not run
+ * (matrix-vector products of decode, later the quantized kernels).
+ *
+ * rl_set_threads (model.h) is the one place that sets the thread count: it sets
+ * OpenBLAS's and this pool's together. Workers spin briefly after a loop, so the
+ * next one starts without a system call, then sleep.
+ * rl_parallel_for is called from one thread at a time; a call from inside a loop
+ * body runs serially. */
+#ifndef RL_PARALLEL_H
+#define RL_PARALLEL_H
+
+#include <stdint.h>
+
+/* Runs fn(arg, begin, end) over [0, n) split into at most rl_parallel_threads()
+ * contiguous ranges whose bounds are multiples of grain (except the last end). */
+void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
+
+/* n >= 1; starts or stops workers as needed. */
+void rl_parallel_set_threads(int n);
+int rl_parallel_threads(void);
+
+/* y (OC) = W (OC, IC) . x (IC), all f32, W row-major; threads split the rows. */
+void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y);
+
+#endif

@@ -1,0 +1,99 @@
+/* test_parallel: the worker pool covers every index once, whatever the thread
+ * count and grain; the f32 matrix-vector product matches a double-precision sum. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+#include "t.h"
+
+typedef struct {
+	int64_t grain;
+	int *hits;
+	int misaligned;
+} cover_job;
+
+static void cover(void *arg, int64_t b, int64_t e)
+{
+	cover_job *j = arg;
+	if (b % j->grain)
+		__atomic_add_fetch(&j->misaligned, 1, __ATOMIC_RELAXED);
+	for (int64_t i = b; i < e; i++)
+		__atomic_add_fetch(&j->hits[i], 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float)((rng >> 40) / (double)(1 << 24)) * 2 - 1;
+}
+
+int main(void)
+{
+	static const int threads[] = { 1, 2, 3, 8, 2 };
+	static const int64_t sizes[] = { 1, 2, 15, 16, 17, 100, 1000, 4099 };
+	static const int64_t grains[] = { 1, 4, 16, 64, 5000 };
+	int cover_bad = 0;
+	char why[256] = "";
+	for (size_t t = 0; t < sizeof threads / sizeof *threads; t++) {
+		rl_parallel_set_threads(threads[t]);
+		for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+			for (size_t g = 0; g < sizeof grains / sizeof *grains; g++)
+				for (int rep = 0; rep < 3; rep++) {
+					int64_t n = sizes[s];
+					cover_job j = { grains[g], calloc((size_t)n, sizeof(int)), 0 };
+					rl_parallel_for(n, grains[g], cover, &j);
+					for (int64_t i = 0; i < n; i++)
+						if (j.hits[i] != 1 && !cover_bad++)
+							snprintf(why, sizeof why, "threads %d n %lld grain %lld: index %lld run %d times",
+								 threads[t], (long long)n, (long long)grains[g], (long long)i, j.hits[i]);
+					if (j.misaligned && !cover_bad++)
+						snprintf(why, sizeof why, "threads %d n %lld grain %lld: a range starts off the grain",
+							 threads[t], (long long)n, (long long)grains[g]);
+					free(j.hits);
+				}
+	}
+	CHECK(cover_bad == 0, "parallel_for_covers_each_index_once", "%s", why);
+
+	/* shapes with ragged edges: rows not a multiple of 4, columns not of 16 */
+	static const int shapes[][2] = { { 1, 1 }, { 3, 7 }, { 4, 16 }, { 5, 17 }, { 37, 100 }, { 1000, 64 }, { 2051, 1027 } };
+	double worst = 0;
+	char where[128] = "";
+	for (size_t t = 0; t < 3; t++) {
+		rl_parallel_set_threads(threads[t]);
+		for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+			int OC = shapes[s][0], IC = shapes[s][1];
+			float *W = malloc((size_t)OC * IC * sizeof(float)), *x = malloc((size_t)IC * sizeof(float));
+			float *y = malloc((size_t)OC * sizeof(float));
+			for (size_t i = 0; i < (size_t)OC * IC; i++)
+				W[i] = frand();
+			for (int i = 0; i < IC; i++)
+				x[i] = frand();
+			rl_gemv_f32(OC, IC, W, x, y);
+			for (int o = 0; o < OC; o++) {
+				double ref = 0, mag = 0;
+				for (int i = 0; i < IC; i++) {
+					ref += (double)W[(size_t)o * IC + i] * x[i];
+					mag += fabs((double)W[(size_t)o * IC + i] * x[i]);
+				}
+				/* float summation error is bounded by ~IC * eps * sum |terms| */
+				double err = fabs(y[o] - ref) / (mag * 1e-6 + 1e-30);
+				if (err > worst) {
+					worst = err;
+					snprintf(where, sizeof where, "threads %d, %dx%d, row %d: %g vs %g", threads[t], OC, IC, o,
+						 y[o], ref);
+				}
+			}
+			free(W);
+			free(x);
+			free(y);
+		}
+	}
+	CHECK(worst < 1, "gemv_f32_matches_double_sum", "error %.3g of 1e-6 x sum|terms| at %s", worst, where);
+	rl_parallel_set_threads(1);
+	return t_done();
+}
