@@ -141,7 +141,8 @@ static void print_text(const void *p, size_t n)
 		memcpy(&t, (const char *)p + 4 * i, 4);
 		size_t plen;
 		const char *piece = rl_decode_piece(text_tok, prev, t, &plen);
-		if (piece)
+		/* BOS and EOS stay in "tokens"; the text is the document */
+		if (piece && t != text_tok->bos_id && t != text_tok->eos_id)
 			fwrite(piece, 1, plen, mem);
 		prev = t;
 	}
@@ -247,6 +248,20 @@ static int dump(const char *path)
 	rl_msg m;
 	int got;
 	while ((got = rl_read(r, &m)) > 0) {
+		if (m.type == RL_MSG_HEADER && show_text && strcmp(rl_reader_kind(r), "samples") == 0) {
+			const rl_samples_info *info = rl_reader_samples(r);
+			if (!text_tok) {
+				warnx("%s: --text on a samples stream needs --model MODEL for the tokenizer", rl_reader_name(r));
+				rl_reader_close(r);
+				return 1;
+			}
+			if ((uint32_t)text_tok->vocab_size != info->vocab_size) {
+				warnx("%s: the samples are over %u tokens but the --model tokenizer has %d: not the teacher's",
+				      rl_reader_name(r), info->vocab_size, text_tok->vocab_size);
+				rl_reader_close(r);
+				return 1;
+			}
+		}
 		if (m.type == RL_MSG_TENSOR)
 			print_tensor(&m);
 		else if (m.type == RL_MSG_SAMPLE)

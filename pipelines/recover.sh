@@ -44,12 +44,17 @@ text=${RECOVER_TEXT:-$shared/data/tinystories/dev.txt}
 [ -f "$text" ] || { say "no evaluation text at $text (set RECOVER_TEXT)"; exit 1; }
 
 # stage 1: import (reused when complete: streams end with an end message, which tsdump checks)
+# and made from the same model file (its path, size and modification time).
 teacher=$out/teacher.msgpack
-if [ -s "$teacher" ] && "$bin/tsdump" "$teacher" >/dev/null 2>&1; then
+stamp="$model $(stat -L -c '%s %Y' "$model" 2>/dev/null || echo missing)"
+if [ "$model" != - ] && [ -s "$teacher" ] && [ "$(cat "$teacher.from" 2>/dev/null)" = "$stamp" ] &&
+	"$bin/tsdump" "$teacher" >/dev/null 2>&1; then
 	say "[1/2] import: reusing $teacher"
 else
 	say "[1/2] import: qpack -p f32 $model"
+	rm -f "$teacher.from"
 	"$bin/qpack" -p f32 -o "$teacher" "$model"
+	printf '%s\n' "$stamp" > "$teacher.from"
 fi
 
 # stage 2: evaluate

@@ -22,6 +22,7 @@
 #include "err.h"
 #include "stream.h"
 #include "t.h"
+#include "tokenizer.h"
 
 static char tmpdir[256];
 
@@ -1478,6 +1479,58 @@ static void remove_tmpdir(void)
 	rmdir(tmpdir);
 }
 
+/* tsdump --text decodes a samples stream's tokens with the tokenizer of --model,
+ * and refuses a samples stream it cannot decode. Runs bin/tsdump when it is built. */
+static void test_tsdump_text(void)
+{
+	const char *model = "../shared/models/stories260K/stories260K.bin";
+	const char *tokfile = "../shared/models/stories260K/tok512.bin";
+	if (access("bin/tsdump", X_OK) || access(model, R_OK)) {
+		t_skip("tsdump_text_samples", "bin/tsdump or ../shared's stories260K is missing");
+		return;
+	}
+	rl_tokenizer tok;
+	int *ids = NULL;
+	size_t n = 0;
+	const char *text = "Once upon a time, Lily saw a big dog.";
+	if (rl_tokenizer_load_llama2c(&tok, tokfile, 512) || rl_encode(&tok, text, strlen(text), 1, 0, &ids, &n) ||
+	    n > 20) {
+		CHECK(0, "tsdump_text_samples", "cannot encode the test text: %s", rl_err());
+		return;
+	}
+	sample s;
+	make_sample(&s, 5, (int)n, 3, 4, 512, 2);
+	for (size_t i = 0; i < n; i++)
+		s.tokens[i] = ids[i];
+	forge f;
+	forge_init(&f);
+	forge_samples_header(&f, 512, 4, "f16", SOURCE_A, 7, 0);
+	forge_sample(&f, 1, &s, 0, NULL);
+	forge_end(&f, -1, NULL);
+	const char *path = forge_save(&f, "text_samples");
+	char cmd[1024], out[4096] = "";
+	snprintf(cmd, sizeof cmd, "bin/tsdump --text --model %s %s 2>&1", model, path);
+	FILE *p = popen(cmd, "r");
+	size_t got = p ? fread(out, 1, sizeof out - 1, p) : 0;
+	out[got] = 0;
+	int rc = p ? pclose(p) : -1;
+	char want[128];
+	snprintf(want, sizeof want, "\"text\":\"%s\"", text);
+	CHECK(rc == 0 && strstr(out, want), "tsdump_text_samples", "status %d, output lacks %s: %.200s", rc, want,
+	      strstr(out, "\"text\"") ? strstr(out, "\"text\"") : out);
+
+	snprintf(cmd, sizeof cmd, "bin/tsdump --text %s 2>&1 >/dev/null", path);
+	p = popen(cmd, "r");
+	got = p ? fread(out, 1, sizeof out - 1, p) : 0;
+	out[got] = 0;
+	rc = p ? pclose(p) : -1;
+	CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && strstr(out, "needs --model"), "tsdump_text_samples_needs_model",
+	      "status %d: %.300s", rc, out);
+	free(ids);
+	rl_tokenizer_free(&tok);
+	forge_free(&f);
+}
+
 int main(void)
 {
 	const char *t = getenv("TMPDIR");
@@ -1495,6 +1548,7 @@ int main(void)
 	test_forged_sizes();
 	test_damage();
 	test_samples();
+	test_tsdump_text();
 	test_forward_compatible();
 	test_hostile();
 	test_writer_small();

@@ -1,0 +1,44 @@
+#!/bin/sh
+# test_pipeline.sh: the main job, pipelines/recover.sh, as a user runs it.
+. "$(dirname "$0")/lib.sh"
+R=$TOP/pipelines/recover.sh
+
+# the default model, with no model argument
+if SHARED=$SHARED "$R" "" "$TMP/out" >"$TMP/r1.out" 2>"$TMP/r1.err" &&
+	grep -q 'model: stories260K' "$TMP/r1.err" &&
+	grep -Eq '^[^ ]+ +ppl:[^ ]+ +nll +1\.5542 ' "$TMP/out/results.txt"; then
+	pass pipeline_default_model
+else
+	fail pipeline_default_model "$(tail -n 3 "$TMP/r1.err" | tr '\n' ' ') $(head -c 300 "$TMP/out/results.txt" 2>/dev/null)"
+fi
+
+# a rerun reuses the complete import
+if SHARED=$SHARED "$R" "" "$TMP/out" >/dev/null 2>"$TMP/r2.err" && grep -q 'import: reusing' "$TMP/r2.err"; then
+	pass pipeline_rerun_reuses
+else
+	fail pipeline_rerun_reuses "$(tail -n 3 "$TMP/r2.err" | tr '\n' ' ')"
+fi
+
+# another model in the same directory is imported afresh, never mistaken for the first
+cat > "$TMP/cfg.json" <<'JSON'
+{"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+ "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 256}
+JSON
+"$BIN/qpack" --random "$TMP/cfg.json" --seed 3 -o "$TMP/rand.msgpack" 2>/dev/null
+if SHARED=$SHARED "$R" "$TMP/rand.msgpack" "$TMP/out" >/dev/null 2>"$TMP/r3.err" &&
+	! grep -q 'reusing' "$TMP/r3.err" && ! grep -q ' 1\.5542 ' "$TMP/out/results.txt"; then
+	pass pipeline_other_model_not_reused
+else
+	fail pipeline_other_model_not_reused "$(tail -n 3 "$TMP/r3.err" | tr '\n' ' ')"
+fi
+
+# without ../shared's model it falls back to a seeded random model, and says so
+mkdir -p "$TMP/noshared"
+DEV=$SHARED/data/tinystories/dev.txt
+if SHARED=$TMP/noshared RECOVER_TEXT=$DEV "$R" "" "$TMP/out2" >/dev/null 2>"$TMP/r4.err" &&
+	grep -q 'RANDOM-WEIGHT' "$TMP/r4.err" && grep -q ' ppl ' "$TMP/out2/results.txt"; then
+	pass pipeline_random_fallback
+else
+	fail pipeline_random_fallback "$(tail -n 3 "$TMP/r4.err" | tr '\n' ' ')"
+fi
+t_done
