@@ -186,7 +186,11 @@ static void rope(const rl_forward *f, float *vec, int nheads, int pos)
 	}
 }
 
-/* causal attention of one sequence over its keys: att rows (ntok, H*D) */
+/* causal attention of one sequence over its keys: att rows (ntok, H*D).
+ * Row i attends to positions 0..pos0+i. Queries go in blocks so that each block's
+ * products stop at the last key it can see: about half the work of full squares. */
+enum { QBLOCK = 128 };
+
 static void attention_forward(rl_forward *f, float *att, const float *q, const float *keys,
 			      const float *values, int ntok, int pos0, int npos)
 {
@@ -196,28 +200,32 @@ static void attention_forward(rl_forward *f, float *att, const float *q, const f
 	float scale = 1.0f / sqrtf((float)D);
 	for (int h = 0; h < H; h++) {
 		const float *K = keys + (size_t)(h / group) * D, *Vv = values + (size_t)(h / group) * D;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ntok, npos, D, scale, q + (size_t)h * D, QD,
-			    K, KD, 0.0f, f->scores, npos);
-		for (int i = 0; i < ntok; i++) {
-			float *s = f->scores + (size_t)i * npos;
-			int last = pos0 + i; /* attends to positions 0..last */
-			float mx = s[0];
-			for (int j = 1; j <= last; j++)
-				if (s[j] > mx)
-					mx = s[j];
-			float sum = 0.0f;
-			for (int j = 0; j <= last; j++) {
-				s[j] = expf(s[j] - mx);
-				sum += s[j];
+		for (int i0 = 0; i0 < ntok; i0 += QBLOCK) {
+			int nb = ntok - i0 < QBLOCK ? ntok - i0 : QBLOCK;
+			int nk = pos0 + i0 + nb < npos ? pos0 + i0 + nb : npos;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, D, scale,
+				    q + (size_t)i0 * QD + (size_t)h * D, QD, K, KD, 0.0f, f->scores, nk);
+			for (int i = 0; i < nb; i++) {
+				float *s = f->scores + (size_t)i * nk;
+				int last = pos0 + i0 + i < nk - 1 ? pos0 + i0 + i : nk - 1;
+				float mx = s[0];
+				for (int j = 1; j <= last; j++)
+					if (s[j] > mx)
+						mx = s[j];
+				float sum = 0.0f;
+				for (int j = 0; j <= last; j++) {
+					s[j] = expf(s[j] - mx);
+					sum += s[j];
+				}
+				float inv = 1.0f / sum;
+				for (int j = 0; j <= last; j++)
+					s[j] *= inv;
+				for (int j = last + 1; j < nk; j++)
+					s[j] = 0.0f;
 			}
-			float inv = 1.0f / sum;
-			for (int j = 0; j <= last; j++)
-				s[j] *= inv;
-			for (int j = last + 1; j < npos; j++)
-				s[j] = 0.0f;
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nk, 1.0f, f->scores, nk, Vv, KD,
+				    0.0f, att + (size_t)i0 * QD + (size_t)h * D, QD);
 		}
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ntok, D, npos, 1.0f, f->scores, npos,
-			    Vv, KD, 0.0f, att + (size_t)h * D, QD);
 	}
 }
 
