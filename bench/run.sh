@@ -17,9 +17,9 @@ trap 'rm -rf "$work"' EXIT
 bin=$top/bin
 echo "bench: $(basename "$config"), random weights, $threads threads, prefill of $tokens tokens"
 
-rss_random=$("$top/bench/maxrss" "$bin/qpack" --random "$config" --seed 1 -o "$work/model.msgpack" 2>/dev/null)
+rss_random=$("$top/bench/maxrss" "$bin/qpack" -p f32 --random "$config" --seed 1 -o "$work/model.msgpack" 2>/dev/null)
 size=$(wc -c < "$work/model.msgpack")
-rss_stream=$("$top/bench/maxrss" "$bin/qpack" -o "$work/model2.msgpack" "$work/model.msgpack" 2>/dev/null)
+rss_stream=$("$top/bench/maxrss" "$bin/qpack" -p f32 -o "$work/model2.msgpack" "$work/model.msgpack" 2>/dev/null)
 rm -f "$work/model2.msgpack"
 awk -v a="$rss_random" -v b="$rss_stream" -v s="$size" 'BEGIN {
 	printf "import peak RSS / f32 size: qpack --random %.3f, qpack of a stream %.3f (goal <= 1.2; %.2f GB model)\n", a / s, b / s, s / 1e9 }'

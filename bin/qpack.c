@@ -1,5 +1,6 @@
 /* qpack: imports a model into a model stream, storing its tensors as a policy says. */
 #include <err.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,36 +9,91 @@
 
 #include "err.h"
 #include "model.h"
+#include "policy.h"
+#include "quant.h"
 #include "tool.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: qpack [-p POLICY] [-o FILE] [-t N] [--tokenizer FILE] MODEL\n"
+		"usage: qpack [-p POLICY] [-q rtn|mse] [-o FILE] [-t N] [--tokenizer FILE] MODEL\n"
 		"       qpack --random CONFIG.json [--seed S] [-p POLICY] [-o FILE]\n"
 		"       qpack -p help\n"
 		"MODEL is a model stream (- for stdin) or a llama2.c checkpoint.\n"
-		"Writes a model stream to FILE (atomically) or stdout.\n");
+		"Writes a model stream to FILE (atomically) or stdout. The default policy is\n"
+		"w4w2 (4-bit, ffn_gate and ffn_up 2-bit); -p f32 keeps full precision.\n");
 }
 
-static void policy_help(void)
+typedef struct {
+	rl_policy *policy;
+	rl_quant_method method;
+	int quiet;
+	double bytes, weights;     /* totals over the 2-D tensors, for the summary */
+	double qbytes, qweights;   /* the blocks' quantized matrices only */
+} pack_ctx;
+
+typedef struct {
+	const rl_quant_stats *st;
+	rl_quant_method method;
+	int quantized;
+} stats_arg;
+
+static void pack_stats(msgpack_packer *pk, void *arg)
 {
-	printf("policies (this version stores weights unquantized):\n"
-	       "  f32    every tensor in f32 (the default)\n"
-	       "  f16    weight matrices in IEEE half; norms and biases stay f32\n"
-	       "  bf16   weight matrices in bfloat16; norms and biases stay f32\n");
+	const stats_arg *a = arg;
+	int finite = isfinite(a->st->sqnr_db);
+	msgpack_pack_map(pk, 3 + finite + a->quantized);
+	rl_pack_kv_double(pk, "bpw", a->st->bpw);
+	rl_pack_kv_double(pk, "rmse", a->st->rmse);
+	rl_pack_kv_int(pk, "n", (int64_t)a->st->n);
+	if (finite)
+		rl_pack_kv_double(pk, "sqnr_db", a->st->sqnr_db);
+	if (a->quantized)
+		rl_pack_kv_str(pk, "quantizer", rl_quant_method_name(a->method));
 }
 
-static rl_dtype policy_dtype(const rl_tensor *t, void *arg)
+/* Stores one tensor as the policy says, with its error statistics when it changes. */
+static int write_tensor(rl_writer *w, const rl_tensor *t, void *arg)
 {
-	rl_dtype d = *(rl_dtype *)arg;
-	return t->ndim == 2 ? d : RL_F32;
+	pack_ctx *c = arg;
+	rl_dtype dt;
+	if (rl_policy_dtype(c->policy, t, &dt))
+		return -1;
+	uint64_t n = t->shape[0] * (t->ndim > 1 ? t->shape[1] : 1);
+	if (dt == t->dtype) {
+		if (t->ndim == 2) {
+			c->bytes += (double)t->bytes;
+			c->weights += (double)n;
+		}
+		return rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, t->data, NULL, NULL);
+	}
+	void *q;
+	size_t bytes;
+	rl_quant_stats st;
+	if (rl_quantize_tensor(t, dt, c->method, NULL, &q, &bytes, &st))
+		return -1;
+	stats_arg sa = { &st, c->method, rl_dtype_quantized(dt) };
+	int rc = rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, q, pack_stats, &sa);
+	free(q);
+	if (t->ndim == 2) {
+		c->bytes += (double)bytes;
+		c->weights += (double)n;
+		if (rl_dtype_quantized(dt) && strncmp(t->name, "blk.", 4) == 0) {
+			c->qbytes += (double)bytes;
+			c->qweights += (double)n;
+		}
+	}
+	if (!c->quiet && rc == 0)
+		fprintf(stderr, "qpack: %-28s %-6s %s %5.2f bpw  rmse %.3g  sqnr %.1f dB\n", t->name,
+			rl_dtypes[dt].name, sa.quantized ? rl_quant_method_name(c->method) : "   ", st.bpw, st.rmse,
+			st.sqnr_db);
+	return rc;
 }
 
 int main(int argc, char **argv)
 {
 	rl_tool_init();
-	const char *policy = "f32", *out = NULL, *random_config = NULL;
+	const char *policy = RL_POLICY_DEFAULT, *out = NULL, *random_config = NULL, *method = "mse";
 	rl_load_opts opts = { 0 };
 	unsigned long long seed = 1;
 	int threads = 0;
@@ -45,12 +101,14 @@ int main(int argc, char **argv)
 		{ "policy", required_argument, NULL, 'p' }, { "output", required_argument, NULL, 'o' },
 		{ "tokenizer", required_argument, NULL, 'T' }, { "random", required_argument, NULL, 'R' },
 		{ "seed", required_argument, NULL, 'S' }, { "help", no_argument, NULL, 'h' },
+		{ "quantizer", required_argument, NULL, 'q' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "p:o:t:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:q:o:t:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p': policy = optarg; break;
+		case 'q': method = optarg; break;
 		case 'o': out = optarg; break;
 		case 't':
 			if ((threads = rl_parse_threads(optarg)) < 0)
@@ -70,13 +128,16 @@ int main(int argc, char **argv)
 		}
 	}
 	if (strcmp(policy, "help") == 0) {
-		policy_help();
+		fputs(rl_policy_help(), stdout);
 		return 0;
 	}
-	int dt = rl_dtype_from_name(policy, strlen(policy));
-	if (dt < 0)
-		errx(2, "-p %s: unknown policy (qpack -p help lists them)", policy);
-	rl_dtype dtype = (rl_dtype)dt;
+	pack_ctx ctx = { 0 };
+	int qm = rl_quant_method_from_name(method);
+	if (qm < 0)
+		errx(1, "-q %s: unknown quantizer (rtn or mse)", method);
+	ctx.method = (rl_quant_method)qm;
+	if (!(ctx.policy = rl_policy_parse(policy)))
+		errx(1, "-p: %s", rl_err());
 	if ((random_config != NULL) == (optind < argc) || argc - optind > 1) {
 		usage(stderr);
 		return 2;
@@ -93,12 +154,20 @@ int main(int argc, char **argv)
 	} else if (rl_model_load(argv[optind], &opts, &m)) {
 		errx(1, "%s", rl_err());
 	}
+	/* every tensor's format is checked before any work, and targets that name nothing are said */
+	for (int i = 0; i < m.ntensors; i++) {
+		rl_dtype dt;
+		if (rl_policy_dtype(ctx.policy, &m.tensors[i], &dt))
+			errx(1, "-p %s: %s", policy, rl_err());
+	}
+	for (int i = 0; rl_policy_unmatched(ctx.policy, i); i++)
+		warnx("-p %s: warning: \"%s\" matches no tensor of this model", policy, rl_policy_unmatched(ctx.policy, i));
 	rl_writer *w = rl_writer_open(out);
 	if (!w)
 		errx(1, "%s", rl_err());
 	char producer[64];
 	snprintf(producer, sizeof producer, "qpack %s", RL_VERSION);
-	if (rl_model_write(&m, w, producer, policy_dtype, &dtype)) {
+	if (rl_model_write(&m, w, producer, write_tensor, &ctx)) {
 		char msg[1024];
 		snprintf(msg, sizeof msg, "%s", rl_err());
 		rl_writer_abort(w);
@@ -112,6 +181,13 @@ int main(int argc, char **argv)
 	fprintf(stderr, "qpack: %s: %s, %d layers, dim %d, vocab %d, %.3g M parameters -> %s (%s)\n",
 		m.origin, m.arch, m.cfg.n_layers, m.cfg.dim, m.cfg.vocab_size, params / 1e6,
 		out ? out : "stdout", policy);
+	if (ctx.weights > 0)
+		fprintf(stderr, "qpack: weight matrices %.3f bpw%s", 8 * ctx.bytes / ctx.weights,
+			ctx.qweights > 0 ? "" : "\n");
+	if (ctx.qweights > 0)
+		fprintf(stderr, "; the blocks' quantized ones %.3f bpw (%s)\n", 8 * ctx.qbytes / ctx.qweights,
+			rl_quant_method_name(ctx.method));
+	rl_policy_free(ctx.policy);
 	rl_model_free(&m);
 	return 0;
 }

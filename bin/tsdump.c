@@ -77,13 +77,15 @@ static void print_object(const msgpack_object *o)
 	}
 }
 
-/* values of n elements of a float dtype, as an array or a summary */
-static void print_values(const void *p, size_t len, rl_dtype dt, size_t n)
+/* values of n elements of any dtype, rows of row_elems, as an array or a summary */
+static void print_values(const void *p, size_t len, rl_dtype dt, size_t n, size_t row_elems)
 {
 	float *v = malloc((n ? n : 1) * sizeof(float));
 	if (!v)
 		errx(1, "out of memory");
-	rl_dtypes[dt].to_float(p, v, n);
+	size_t rb = rl_row_bytes(dt, row_elems);
+	for (size_t r = 0; r * row_elems < n; r++) /* group formats restart their groups at each row */
+		rl_dtypes[dt].to_float((const char *)p + r * rb, v + r * row_elems, row_elems);
 	if (show_data) {
 		putchar('[');
 		for (size_t i = 0; i < n; i++) {
@@ -177,8 +179,10 @@ static void print_tensor(const rl_msg *m)
 	print_rest(m->map, skip);
 	printf(",\"data\":");
 	const rl_tensor_msg *t = &m->tensor;
-	size_t n = t->nrows * (t->row_bytes / rl_dtypes[t->dtype].block_bytes) * rl_dtypes[t->dtype].block;
-	print_values(t->data, t->nrows * t->row_bytes, t->dtype, n);
+	size_t row = 1;
+	for (int i = 1; i < t->ndim; i++)
+		row *= t->shape[i];
+	print_values(t->data, t->nrows * t->row_bytes, t->dtype, t->nrows * row, row);
 	printf("}\n");
 }
 
@@ -201,12 +205,13 @@ static void print_sample(const rl_msg *m, const rl_samples_info *info)
 	else
 		print_bin_summary(s->topk_ids, rows * k * 4);
 	printf(",\"topk_logits\":");
-	print_values(s->topk_logits, rows * k * rl_dtypes[info->logit_dtype].block_bytes, info->logit_dtype, rows * k);
+	size_t nl = rows * k;
+	print_values(s->topk_logits, nl * rl_dtypes[info->logit_dtype].block_bytes, info->logit_dtype, nl, nl ? nl : 1);
 	printf(",\"logsumexp\":");
-	print_values(s->logsumexp, rows * 4, RL_F32, rows);
+	print_values(s->logsumexp, rows * 4, RL_F32, rows, rows ? rows : 1);
 	if (s->logsumexp_tau) {
 		printf(",\"logsumexp_tau\":");
-		print_values(s->logsumexp_tau, rows * 4, RL_F32, rows);
+		print_values(s->logsumexp_tau, rows * 4, RL_F32, rows, rows ? rows : 1);
 	}
 	printf("}\n");
 }

@@ -1,3 +1,4 @@
+#include <math.h>
 #include <string.h>
 
 #include "dtype.h"
@@ -117,10 +118,111 @@ static void bf16_from_float(const float *restrict src, void *restrict dst, size_
 		d[i] = rl_f32_to_bf16(src[i]);
 }
 
+/* ---- group formats ---- */
+
+size_t rl_group_bytes(int bits, size_t n)
+{
+	return 4 + (n * (size_t)bits + 7) / 8;
+}
+
+void rl_group_pack(void *p, int bits, size_t n, uint16_t scale16, uint16_t min16, const uint8_t *q)
+{
+	unsigned char *b = p;
+	b[0] = (unsigned char)(scale16 & 0xff);
+	b[1] = (unsigned char)(scale16 >> 8);
+	b[2] = (unsigned char)(min16 & 0xff);
+	b[3] = (unsigned char)(min16 >> 8);
+	unsigned char *d = b + 4;
+	memset(d, 0, (n * (size_t)bits + 7) / 8);
+	size_t bit = 0;
+	for (size_t i = 0; i < n; i++, bit += (size_t)bits) {
+		unsigned v = q[i];
+		/* LSB-first: element i holds bits [i*b, i*b+b) of the byte string */
+		d[bit / 8] |= (unsigned char)(v << (bit % 8));
+		if (bit % 8 + (size_t)bits > 8)
+			d[bit / 8 + 1] |= (unsigned char)(v >> (8 - bit % 8));
+	}
+}
+
+void rl_group_unpack(const void *p, int bits, size_t n, float *w)
+{
+	const unsigned char *b = p;
+	float scale = rl_f16_to_f32((uint16_t)(b[0] | b[1] << 8));
+	float min = rl_f16_to_f32((uint16_t)(b[2] | b[3] << 8));
+	const unsigned char *d = b + 4;
+	unsigned mask = (1u << bits) - 1;
+	size_t bit = 0;
+	for (size_t i = 0; i < n; i++, bit += (size_t)bits) {
+		unsigned v = d[bit / 8] >> (bit % 8);
+		if (bit % 8 + (size_t)bits > 8)
+			v |= (unsigned)d[bit / 8 + 1] << (8 - bit % 8);
+		float sq = scale * (float)(v & mask); /* a separate statement: no contraction into an fma */
+		w[i] = sq + min;
+	}
+}
+
+void rl_group_rtn(const float *w, size_t n, int bits, uint16_t *scale16, uint16_t *min16, uint8_t *q)
+{
+	float lo = w[0], hi = w[0];
+	for (size_t i = 1; i < n; i++) {
+		lo = w[i] < lo ? w[i] : lo;
+		hi = w[i] > hi ? w[i] : hi;
+	}
+	int nmax = (1 << bits) - 1;
+	*min16 = rl_f32_to_f16(lo);
+	*scale16 = rl_f32_to_f16((hi - lo) / (float)nmax);
+	float mn = rl_f16_to_f32(*min16), sc = rl_f16_to_f32(*scale16);
+	for (size_t i = 0; i < n; i++) {
+		float v = sc > 0 ? rintf((w[i] - mn) / sc) : 0.0f;
+		q[i] = (uint8_t)(v < 0 ? 0 : v > (float)nmax ? nmax : v);
+	}
+	if (!(sc > 0))
+		*scale16 = 0;
+}
+
+static void group_to_float(int bits, int g, const void *restrict src, float *restrict dst, size_t n)
+{
+	const unsigned char *p = src;
+	for (size_t i = 0; i < n; i += (size_t)g) {
+		size_t m = n - i < (size_t)g ? n - i : (size_t)g;
+		rl_group_unpack(p, bits, m, dst + i);
+		p += rl_group_bytes(bits, m);
+	}
+}
+
+static void group_from_float(int bits, int g, const float *restrict src, void *restrict dst, size_t n)
+{
+	unsigned char *p = dst;
+	uint8_t q[256];
+	for (size_t i = 0; i < n; i += (size_t)g) {
+		size_t m = n - i < (size_t)g ? n - i : (size_t)g;
+		uint16_t s16, m16;
+		rl_group_rtn(src + i, m, bits, &s16, &m16, q);
+		rl_group_pack(p, bits, m, s16, m16, q);
+		p += rl_group_bytes(bits, m);
+	}
+}
+
+#define GROUP_FUNCS(b, g)                                                                          \
+	static void q##b##g##g##_to_float(const void *restrict s, float *restrict d, size_t n)     \
+	{                                                                                          \
+		group_to_float(b, g, s, d, n);                                                     \
+	}                                                                                          \
+	static void q##b##g##g##_from_float(const float *restrict s, void *restrict d, size_t n)   \
+	{                                                                                          \
+		group_from_float(b, g, s, d, n);                                                   \
+	}
+RL_GROUP_FORMATS(GROUP_FUNCS)
+
+#define GROUP_TRAITS(b, g)                                                                         \
+	[RL_Q##b##G##g] = { "q" #b "g" #g, (32.0 + g * b) / g, g, 4 + g * b / 8,                   \
+			    q##b##g##g##_to_float, q##b##g##g##_from_float, b, g },
+
 const rl_dtype_traits rl_dtypes[RL_NDTYPES] = {
-	[RL_F32] = { "f32", 32, 1, 4, f32_copy, f32_from },
-	[RL_F16] = { "f16", 16, 1, 2, f16_to_float, f16_from_float },
-	[RL_BF16] = { "bf16", 16, 1, 2, bf16_to_float, bf16_from_float },
+	[RL_F32] = { "f32", 32, 1, 4, f32_copy, f32_from, 0, 0 },
+	[RL_F16] = { "f16", 16, 1, 2, f16_to_float, f16_from_float, 0, 0 },
+	[RL_BF16] = { "bf16", 16, 1, 2, bf16_to_float, bf16_from_float, 0, 0 },
+	RL_GROUP_FORMATS(GROUP_TRAITS)
 };
 
 int rl_dtype_from_name(const char *name, size_t len)
@@ -134,6 +236,12 @@ int rl_dtype_from_name(const char *name, size_t len)
 size_t rl_row_bytes(rl_dtype t, uint64_t ncols)
 {
 	const rl_dtype_traits *tr = &rl_dtypes[t];
+	if (tr->group) {
+		uint64_t full = ncols / (uint64_t)tr->group, tail = ncols % (uint64_t)tr->group;
+		if (ncols == 0 || ncols > ((uint64_t)1 << 40))
+			return 0;
+		return (size_t)full * tr->block_bytes + (tail ? rl_group_bytes(tr->qbits, (size_t)tail) : 0);
+	}
 	if (ncols == 0 || ncols % tr->block)
 		return 0;
 	size_t bytes;

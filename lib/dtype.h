@@ -6,7 +6,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { RL_F32, RL_F16, RL_BF16, RL_NDTYPES } rl_dtype;
+/* Our group formats, b bits in groups of g (see DESIGN.md, "Quantized formats"):
+ * per group an f16 scale, an f16 min, then ceil(g*b/8) bytes of q packed LSB-first;
+ * w = scale*q + min. A row whose length is not a multiple of g ends with one
+ * shorter group. X(bits, group) for each. */
+#define RL_GROUP_FORMATS(X)                                                     \
+	X(2, 16) X(2, 32) X(2, 64) X(2, 128) X(2, 256)                          \
+	X(3, 16) X(3, 32) X(3, 64) X(3, 128) X(3, 256)                          \
+	X(4, 16) X(4, 32) X(4, 64) X(4, 128) X(4, 256)                          \
+	X(8, 16) X(8, 32) X(8, 64) X(8, 128) X(8, 256)
+
+#define RL_GROUP_ENUM(b, g) RL_Q##b##G##g,
+typedef enum { RL_F32, RL_F16, RL_BF16, RL_GROUP_FORMATS(RL_GROUP_ENUM) RL_NDTYPES } rl_dtype;
+#undef RL_GROUP_ENUM
 
 typedef struct {
 	const char *name;     /* as written in streams: "f32" */
@@ -16,6 +28,7 @@ typedef struct {
 	/* n elements of one row: to f32, and from f32 (rounding as the format defines) */
 	void (*to_float)(const void *restrict src, float *restrict dst, size_t n);
 	void (*from_float)(const float *restrict src, void *restrict dst, size_t n);
+	int qbits, group;     /* group formats: bits per q and group size; 0 for floats */
 } rl_dtype_traits;
 
 extern const rl_dtype_traits rl_dtypes[RL_NDTYPES];
@@ -25,6 +38,18 @@ int rl_dtype_from_name(const char *name, size_t len);
 /* Bytes of a row of ncols elements; 0 when ncols does not fit the format's
  * blocks or the size overflows. */
 size_t rl_row_bytes(rl_dtype t, uint64_t ncols);
+/* 1 for the quantized formats */
+static inline int rl_dtype_quantized(rl_dtype t) { return t >= RL_Q2G16 && t < RL_NDTYPES; }
+
+/* Group formats, one group of n <= g elements at p (the bytes rl_group_bytes says):
+ * pack stores scale, min and q[0..n-1]; unpack dequantizes to w (exactly
+ * scale*q + min in f32, two roundings, no fused multiply-add). */
+size_t rl_group_bytes(int bits, size_t n);
+void rl_group_pack(void *p, int bits, size_t n, uint16_t scale16, uint16_t min16, const uint8_t *q);
+void rl_group_unpack(const void *p, int bits, size_t n, float *w);
+/* The reference quantizer of the format (round to nearest min-max): q for the
+ * f16-rounded scale and min, as DESIGN.md defines. Returns the f16 scale and min. */
+void rl_group_rtn(const float *w, size_t n, int bits, uint16_t *scale16, uint16_t *min16, uint8_t *q);
 
 /* IEEE half and bfloat16, round to nearest even; NaN stays NaN. */
 uint16_t rl_f32_to_f16(float f);

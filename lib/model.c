@@ -621,7 +621,7 @@ static void pack_tokenizer(msgpack_packer *pk, const rl_tokenizer *tk)
 }
 
 int rl_model_write(const rl_model *m, rl_writer *w, const char *producer,
-		   rl_dtype (*dtype_for)(const rl_tensor *t, void *arg), void *arg)
+		   int (*write_tensor)(rl_writer *w, const rl_tensor *t, void *arg), void *arg)
 {
 	msgpack_packer *pk = rl_writer_packer(w);
 	msgpack_pack_map(pk, 8);
@@ -639,8 +639,8 @@ int rl_model_write(const rl_model *m, rl_writer *w, const char *producer,
 	rl_writer_message_done(w);
 	for (int i = 0; i < m->ntensors; i++) {
 		const rl_tensor *t = &m->tensors[i];
-		rl_dtype dt = dtype_for ? dtype_for(t, arg) : t->dtype;
-		if (rl_write_tensor(w, t->name, dt, t->dtype, t->ndim, t->shape, t->data, NULL, NULL))
+		if (write_tensor ? write_tensor(w, t, arg)
+				 : rl_write_tensor(w, t->name, t->dtype, t->dtype, t->ndim, t->shape, t->data, NULL, NULL))
 			return -1;
 	}
 	return rl_write_end(w);

@@ -80,12 +80,13 @@ int rl_model_random(const rl_config *c, const char *arch, uint64_t seed, rl_mode
 /* sha256 of the tensors as f32 (the "source" identity of an import). */
 int rl_model_hash_f32(const rl_model *m, char hex[65]);
 
-/* Writes the model as a stream: header, tokenizer, tensors, end. dtype_for
- * picks each tensor's storage (NULL keeps it). */
+/* Writes the model as a stream: header, tokenizer, tensors, end.
+ * write_tensor writes each tensor (e.g. quantized, with rl_write_tensor);
+ * NULL writes them as they are stored. */
 int rl_model_write(const rl_model *m, rl_writer *w, const char *producer,
-		   rl_dtype (*dtype_for)(const rl_tensor *t, void *arg), void *arg);
+		   int (*write_tensor)(rl_writer *w, const rl_tensor *t, void *arg), void *arg);
 
-/* Threads: OpenBLAS owns them. n <= 0 means the number of cores. */
+/* Threads of OpenBLAS and of our pool (parallel.h). n <= 0 means the number of cores. */
 void rl_set_threads(int n);
 
 /* ---- forward ---- */

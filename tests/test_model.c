@@ -158,10 +158,11 @@ static void test_reference_logits(const rl_model *m)
 	free(b);
 }
 
-static rl_dtype to_f16(const rl_tensor *t, void *arg)
+static int to_f16(rl_writer *w, const rl_tensor *t, void *arg)
 {
 	(void)arg;
-	return t->ndim == 2 ? RL_F16 : RL_F32;
+	return rl_write_tensor(w, t->name, t->ndim == 2 ? RL_F16 : RL_F32, t->dtype, t->ndim, t->shape, t->data,
+			       NULL, NULL);
 }
 
 static void test_stream_round_trip(const rl_model *m)

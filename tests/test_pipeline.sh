@@ -6,7 +6,8 @@ R=$TOP/pipelines/recover.sh
 # the default model, with no model argument
 if SHARED=$SHARED "$R" "" "$TMP/out" >"$TMP/r1.out" 2>"$TMP/r1.err" &&
 	grep -q 'model: stories260K' "$TMP/r1.err" &&
-	grep -Eq '^[^ ]+ +ppl:[^ ]+ +nll +1\.5542 ' "$TMP/out/results.txt"; then
+	grep -Eq '^[^ ]*teacher.msgpack +ppl:[^ ]+ +nll +1\.5542 ' "$TMP/out/results.txt" &&
+	grep -Eq '^[^ ]*student.msgpack +ppl:[^ ]+ +nll +[2-9]\.' "$TMP/out/results.txt"; then
 	pass pipeline_default_model
 else
 	fail pipeline_default_model "$(tail -n 3 "$TMP/r1.err" | tr '\n' ' ') $(head -c 300 "$TMP/out/results.txt" 2>/dev/null)"
@@ -24,7 +25,7 @@ cat > "$TMP/cfg.json" <<'JSON'
 {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
  "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 256}
 JSON
-"$BIN/qpack" --random "$TMP/cfg.json" --seed 3 -o "$TMP/rand.msgpack" 2>/dev/null
+"$BIN/qpack" -p f32 --random "$TMP/cfg.json" --seed 3 -o "$TMP/rand.msgpack" 2>/dev/null
 if SHARED=$SHARED "$R" "$TMP/rand.msgpack" "$TMP/out" >/dev/null 2>"$TMP/r3.err" &&
 	! grep -q 'reusing' "$TMP/r3.err" && ! grep -q ' 1\.5542 ' "$TMP/out/results.txt"; then
 	pass pipeline_other_model_not_reused

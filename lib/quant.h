@@ -1,0 +1,42 @@
+/* quant.h: quantizers for the group formats, and whole-tensor quantization
+ * with the error statistics qpack reports.
+ *
+ * Dequantization is the format's own (dtype.h: rl_dtypes[t].to_float); a
+ * quantizer only chooses each group's f16 scale and min and its q, so any
+ * quantizer's output dequantizes exactly as the runtime and distill will see it. */
+#ifndef RL_QUANT_H
+#define RL_QUANT_H
+#include <stdint.h>
+
+#include "dtype.h"
+#include "model.h"
+
+typedef enum {
+	RL_QUANT_RTN,  /* min-max, round to nearest: the format's reference */
+	RL_QUANT_MSE,  /* searches each group's scale and min for the least (weighted) squared error */
+} rl_quant_method;
+
+typedef struct {
+	uint64_t n;        /* weights */
+	size_t bytes;      /* stored size */
+	double bpw;        /* bits per weight, scales and mins included */
+	double rmse;       /* sqrt(mean (w - dequantized w)^2) */
+	double sqnr_db;    /* 10 log10(sum w^2 / sum (w - dequantized w)^2); inf when exact */
+} rl_quant_stats;
+
+/* The method named name ("rtn", "mse"), or -1. */
+int rl_quant_method_from_name(const char *name);
+const char *rl_quant_method_name(rl_quant_method m);
+
+/* One group of n <= 256 weights with per-weight importance imp (NULL: all 1). */
+void rl_group_quantize(const float *w, const float *imp, size_t n, int bits, rl_quant_method m,
+		       uint16_t *scale16, uint16_t *min16, uint8_t *q);
+
+/* Stores tensor t (any dtype) as dt: *out is allocated (posix_memalign 64, caller
+ * frees), *bytes its size. imp (t's columns) weights the error of each input
+ * channel, NULL for none. Rows run on the worker pool. Fails, naming the tensor
+ * and row, on a non-finite weight or, for the group formats, one beyond f16's range. */
+int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const float *imp, void **out,
+		       size_t *bytes, rl_quant_stats *st);
+
+#endif
