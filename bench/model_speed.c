@@ -102,8 +102,8 @@ int main(int argc, char **argv)
 	double tp = rl_median(t_prefill, reps), td = rl_median(t_decode, reps);
 	printf("{\"threads\":%d,\"prefill_tokens\":%d,\"prefill_s\":%.4f,\"prefill_tokens_per_s\":%.2f,"
 	       "\"prefill_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"prefill_over_sgemm\":%.3f,"
-	       "\"decode_tokens_per_s\":%.3f,\"decode_weight_gb_s\":%.2f,\"read_gb_s\":%.2f,\"decode_over_bandwidth\":%.3f}\n",
-	       threads, ntok, tp, ntok / tp, flops / tp / 1e9, rl_median(sg, reps), rl_median(r_prefill, reps), 1.0 / td,
+	       "\"decode_tokens_per_s\":%.3f,\"weight_bytes\":%.0f,\"decode_weight_gb_s\":%.2f,\"read_gb_s\":%.2f,\"decode_over_bandwidth\":%.3f}\n",
+	       threads, ntok, tp, ntok / tp, flops / tp / 1e9, rl_median(sg, reps), rl_median(r_prefill, reps), 1.0 / td, weight_bytes,
 	       weight_bytes / td / 1e9, rl_median(bw, reps), rl_median(r_decode, reps));
 	rl_kvcache_free(&kv);
 	rl_forward_free(f);

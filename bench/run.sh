@@ -6,6 +6,11 @@
 #   prefill tokens/s / PyTorch's forward, same model  (goal >= 1.0)
 #   f32 decode weight bytes/s / memory read bandwidth (goal >= 0.7)
 #   peak RSS of importing the model / its f32 size    (goal <= 1.2)
+#   quantization MB/s of f32 input, rtn and mse
+#   decode tokens/s at f32, 4-bit (q4) and W4/W2-GateUp (w4w2); w4w2 / q4 against
+#   the ratio of weight bytes read per token (goal >= 0.9 x), and quantized
+#   decode bytes/s / read bandwidth (goal >= 0.8)
+#   single-thread fused dot rate of each 2- and 4-bit format (bench/qdot)
 # BENCH_CONFIG picks another config.json; BENCH_THREADS (default 2), BENCH_TOKENS (512).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,3 +44,28 @@ if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
 else
 	echo "prefill tokens/s / PyTorch: not measured (no python3-torch)"
 fi
+
+# --- quantization ---
+mbs() { # mbs START END: MB/s of the f32 model between two timestamps
+	awk -v s="$size" -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", s / 1e6 / (b - a) }'
+}
+secs() { date +%s.%N; }
+t0=$(secs); "$bin/qpack" -q rtn -p w4w2 -o "$work/w4w2rtn.msgpack" "$work/model.msgpack" 2>/dev/null; t1=$(secs)
+"$bin/qpack" -q mse -p w4w2 -o "$work/w4w2.msgpack" "$work/model.msgpack" 2>/dev/null; t2=$(secs)
+"$bin/qpack" -q rtn -p q4 -o "$work/q4.msgpack" "$work/model.msgpack" 2>/dev/null
+echo "quantization of f32 input (load, quantize, write): rtn $(mbs "$t0" "$t1") MB/s, mse $(mbs "$t1" "$t2") MB/s"
+rm -f "$work/w4w2rtn.msgpack"
+
+q4=$("$top/bench/model_speed" -t "$threads" --tokens 16 --decode 16 --reps 5 "$work/q4.msgpack")
+w42=$("$top/bench/model_speed" -t "$threads" --tokens 16 --decode 16 --reps 5 "$work/w4w2.msgpack")
+echo "q4:   $q4"
+echo "w4w2: $w42"
+awk -v f="$(get "$ours" decode_tokens_per_s)" -v a="$(get "$q4" decode_tokens_per_s)" -v b="$(get "$w42" decode_tokens_per_s)" \
+    -v ba="$(get "$q4" weight_bytes)" -v bb="$(get "$w42" weight_bytes)" \
+    -v ra="$(get "$q4" decode_over_bandwidth)" -v rb="$(get "$w42" decode_over_bandwidth)" 'BEGIN {
+	printf "decode tokens/s: f32 %.2f, q4 %.2f, w4w2 %.2f\n", f, a, b
+	printf "w4w2 / q4 decode speed %.3f vs bytes ratio %.3f: %.3f of it (goal >= 0.9)\n", b / a, ba / bb, (b / a) / (ba / bb)
+	printf "quantized decode bytes/s / read bandwidth: q4 %.3f, w4w2 %.3f (goal >= 0.8)\n", ra, rb }'
+
+echo "single-thread fused dot (weights/s over 16 MiB of packed rows):"
+"$top/bench/qdot"

@@ -7,6 +7,7 @@
 #include "err.h"
 #include "model.h"
 #include "parallel.h"
+#include "quant.h"
 
 #define TILE_ROWS 256 /* weight rows dequantized at once for non-f32 storage */
 
@@ -19,6 +20,7 @@ struct rl_forward {
 	float *hb, *hb2;     /* (N, F) gate, up */
 	float *scores;       /* (N, ctx) one head's scores */
 	float *tile;         /* (TILE_ROWS, max in) dequantized weight rows */
+	float *qscratch;     /* (max in + max in / 16 + 1) for rl_qgemv */
 	float *rope_cos, *rope_sin; /* (ctx, D/2) */
 	int *pos;            /* (N) position of each token */
 };
@@ -88,6 +90,7 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 	f->hb2 = alloc_floats(N, (size_t)c->hidden_dim, &failed);
 	f->scores = alloc_floats(N < (size_t)ctx ? N : (size_t)ctx, (size_t)ctx, &failed);
 	f->tile = alloc_floats(TILE_ROWS, maxin, &failed);
+	f->qscratch = alloc_floats(1, maxin + maxin / 16 + 1, &failed);
 	f->rope_cos = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->rope_sin = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->pos = malloc(N * sizeof(int));
@@ -121,6 +124,7 @@ void rl_forward_free(rl_forward *f)
 	free(f->hb2);
 	free(f->scores);
 	free(f->tile);
+	free(f->qscratch);
 	free(f->rope_cos);
 	free(f->rope_sin);
 	free(f->pos);
@@ -138,6 +142,8 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 		else
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
 				    w->data, IC, 0.0f, out, OC);
+	} else if (N == 1 && rl_dtypes[w->dtype].group) {
+		rl_qgemv(w->dtype, OC, IC, w->data, inp, out, f->qscratch); /* reads the packed weights once */
 	} else {
 		size_t rb = rl_row_bytes(w->dtype, (uint64_t)IC);
 		for (int r0 = 0; r0 < OC; r0 += TILE_ROWS) {

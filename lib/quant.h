@@ -39,4 +39,14 @@ void rl_group_quantize(const float *w, const float *imp, size_t n, int bits, rl_
 int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const float *imp, void **out,
 		       size_t *bytes, rl_quant_stats *st);
 
+/* y (OC) = W (OC rows of IC in group format dt) . x, straight from the packed
+ * weights: AVX2+FMA when the CPU has it, else portable code; rows on the worker
+ * pool. scratch holds IC + IC/16 + 1 floats. -1 when dt is not a group format. */
+int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch);
+/* The reference: each row dequantized by the format's to_float, then a
+ * double-precision dot. row holds IC floats. */
+void rl_qgemv_ref(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *row);
+/* Tests and benchmarks: 1 forces the AVX2 kernel, 0 the portable one, -1 picks by CPU. */
+void rl_qgemv_select(int avx2);
+
 #endif

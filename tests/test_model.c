@@ -8,6 +8,8 @@
 
 #include "err.h"
 #include "model.h"
+#include "policy.h"
+#include "quant.h"
 #include "t.h"
 
 static const char *shared(void)
@@ -230,6 +232,60 @@ static void test_random_arch(const char *arch, int qk_norm, int qkv_bias, rl_rop
 	rl_model_free(&m);
 }
 
+typedef struct {
+	rl_policy *policy;
+} quant_arg;
+
+static int to_policy(rl_writer *w, const rl_tensor *t, void *arg)
+{
+	quant_arg *a = arg;
+	rl_dtype dt;
+	void *q;
+	size_t bytes;
+	rl_quant_stats st;
+	if (rl_policy_dtype(a->policy, t, &dt))
+		return -1;
+	if (dt == t->dtype)
+		return rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, t->data, NULL, NULL);
+	if (rl_quantize_tensor(t, dt, RL_QUANT_MSE, NULL, &q, &bytes, &st))
+		return -1;
+	int rc = rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, q, NULL, NULL);
+	free(q);
+	return rc;
+}
+
+/* A quantized model: decode reads the packed weights through the fused kernels,
+ * batched work dequantizes tiles; both must give the same logits. */
+static void test_quantized(const rl_model *m, const char *spec)
+{
+	char path[] = "/tmp/rltest_quantXXXXXX", name[96];
+	int fd = mkstemp(path);
+	close(fd);
+	snprintf(name, sizeof name, "quantized_%s_batched_equals_decode", spec);
+	quant_arg a = { rl_policy_parse(spec) };
+	rl_writer *w = rl_writer_open(path);
+	rl_model q;
+	if (!a.policy || !w || rl_model_write(m, w, "test", to_policy, &a) || rl_writer_commit(w) ||
+	    rl_model_load(path, NULL, &q)) {
+		CHECK(0, name, "%s", rl_err());
+		rl_policy_free(a.policy);
+		unlink(path);
+		return;
+	}
+	int T = 24, tokens[24], V = m->cfg.vocab_size;
+	for (int i = 0; i < T; i++)
+		tokens[i] = (i * 53 + 1) % V;
+	float *x = malloc((size_t)T * V * sizeof(float)), *y = malloc((size_t)T * V * sizeof(float));
+	int rc = batch_logits(&q, tokens, T, x) || decode_logits(&q, tokens, T, y);
+	double e = rc ? INFINITY : rel_err(y, x, (size_t)T * V);
+	CHECK(e <= 1e-5, name, "max rel error %.3g", e);
+	free(x);
+	free(y);
+	rl_model_free(&q);
+	rl_policy_free(a.policy);
+	unlink(path);
+}
+
 int main(void)
 {
 	char path[4096];
@@ -246,6 +302,8 @@ int main(void)
 	test_greedy(&m);
 	test_reference_logits(&m);
 	test_stream_round_trip(&m);
+	test_quantized(&m, "w4w2");
+	test_quantized(&m, "q8g64;ffn_*=q3g32;attn_*=q4g128");
 	rl_model_free(&m);
 	test_random_arch("qwen3", 1, 0, RL_ROPE_HALF);
 	test_random_arch("qwen2", 0, 1, RL_ROPE_HALF);

@@ -273,6 +273,57 @@ static void test_policy(void)
 	}
 }
 
+/* the fused kernels (AVX2 and portable) against dequantize-then-dot, every group
+ * format, rows that are whole chunks, ragged, and shorter than a group */
+static void test_qgemv(void)
+{
+	static const int ics[] = { 64, 172, 256, 300, 1024 };
+	enum { OC = 37 };
+	for (int impl = 0; impl < 2; impl++) {
+		rl_qgemv_select(impl);
+		double worst = 0;
+		char where[160] = "";
+		for (int dt = RL_Q2G16; dt < RL_NDTYPES; dt++)
+			for (size_t k = 0; k < sizeof ics / sizeof *ics; k++) {
+				int IC = ics[k];
+				size_t rb = rl_row_bytes((rl_dtype)dt, IC);
+				float *w = malloc((size_t)OC * IC * 4), *x = malloc(IC * 4), *y = malloc(OC * 4),
+				      *yr = malloc(OC * 4), *scratch = malloc((IC + IC / 16 + 1) * 4), *row = malloc(IC * 4);
+				unsigned char *W = malloc(OC * rb);
+				for (int i = 0; i < OC * IC; i++)
+					w[i] = nrand() * 0.05f + 0.01f;
+				for (int i = 0; i < IC; i++)
+					x[i] = nrand();
+				for (int r = 0; r < OC; r++)
+					rl_dtypes[dt].from_float(w + (size_t)r * IC, W + r * rb, IC);
+				rl_qgemv((rl_dtype)dt, OC, IC, W, x, y, scratch);
+				rl_qgemv_ref((rl_dtype)dt, OC, IC, W, x, yr, row);
+				for (int r = 0; r < OC; r++) {
+					rl_dtypes[dt].to_float(W + r * rb, row, IC);
+					double mag = 0;
+					for (int i = 0; i < IC; i++)
+						mag += fabs((double)row[i] * x[i]);
+					double e = fabs(y[r] - yr[r]) / (mag * 1e-6 + 1e-30);
+					if (e > worst) {
+						worst = e;
+						snprintf(where, sizeof where, "%s, IC %d, row %d: %g vs %g", rl_dtypes[dt].name, IC,
+							 r, y[r], yr[r]);
+					}
+				}
+				free(w);
+				free(x);
+				free(y);
+				free(yr);
+				free(scratch);
+				free(row);
+				free(W);
+			}
+		CHECK(worst < 1, impl ? "qgemv_avx2_matches_ref" : "qgemv_portable_matches_ref",
+		      "error %.3g of 1e-6 x sum|terms| at %s", worst, where);
+	}
+	rl_qgemv_select(-1);
+}
+
 int main(void)
 {
 	test_reference();
@@ -280,5 +331,6 @@ int main(void)
 	test_mse();
 	test_tensor();
 	test_policy();
+	test_qgemv();
 	return t_done();
 }
