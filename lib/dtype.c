@@ -180,10 +180,61 @@ void rl_group_rtn(const float *w, size_t n, int bits, uint16_t *scale16, uint16_
 		*scale16 = 0;
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Whole groups of 2, 4 or 8 bits, G a multiple of 32, with AVX2: the same
+ * scale*q + min, a multiply then an add (no fma), so the floats are identical
+ * to rl_group_unpack's. Returns the elements done. */
+__attribute__((target("avx2,f16c"))) static size_t groups_avx2(int bits, int g, const unsigned char *p, float *dst,
+								size_t n)
+{
+	const __m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+	const __m256i sh2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+	const __m256i sh2h = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);
+	const __m256i m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);
+	size_t gb = 4 + (size_t)g * (size_t)bits / 8, done = 0;
+	for (; done + (size_t)g <= n; done += (size_t)g, p += gb) {
+		__m256 sc = _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[0] | p[1] << 8)));
+		__m256 mn = _mm256_set1_ps(_cvtsh_ss((uint16_t)(p[2] | p[3] << 8)));
+		const unsigned char *q = p + 4;
+		float *d = dst + done;
+		for (int c = 0; c < g; c += 8, d += 8) {
+			__m256i v;
+			if (bits == 4) {
+				v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(*(const int *)q), sh4), m4);
+				q += 4;
+			} else if (bits == 2) {
+				__m256i w = _mm256_set1_epi32(*(const int *)q);
+				v = _mm256_and_si256(_mm256_srlv_epi32(w, (c & 8) ? sh2h : sh2), m2);
+				if (c & 8)
+					q += 4;
+			} else {
+				v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)q));
+				q += 8;
+			}
+			__m256 prod = _mm256_mul_ps(sc, _mm256_cvtepi32_ps(v));
+			_mm256_storeu_ps(d, _mm256_add_ps(prod, mn));
+		}
+	}
+	return done;
+}
+#endif
+
 static void group_to_float(int bits, int g, const void *restrict src, float *restrict dst, size_t n)
 {
 	const unsigned char *p = src;
-	for (size_t i = 0; i < n; i += (size_t)g) {
+	size_t start = 0;
+#if defined(__x86_64__)
+	static int avx2 = -1;
+	if (avx2 < 0)
+		avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+	if (avx2 && bits != 3 && g % 32 == 0) {
+		start = groups_avx2(bits, g, p, dst, n);
+		p += start / (size_t)g * (4 + (size_t)g * (size_t)bits / 8);
+	}
+#endif
+	for (size_t i = start; i < n; i += (size_t)g) {
 		size_t m = n - i < (size_t)g ? n - i : (size_t)g;
 		rl_group_unpack(p, bits, m, dst + i);
 		p += rl_group_bytes(bits, m);

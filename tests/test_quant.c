@@ -324,10 +324,43 @@ static void test_qgemv(void)
 	rl_qgemv_select(-1);
 }
 
+/* to_float of a row (vectorized where the CPU allows) equals the format's own
+ * group-by-group unpack, bit for bit, for every group format */
+static void test_dequant_row(void)
+{
+	static const int lens[] = { 32, 64, 96, 172, 256, 300, 1024, 4099 };
+	int bad = 0;
+	char why[128] = "";
+	for (int dt = RL_Q2G16; dt < RL_NDTYPES; dt++)
+		for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+			int n = lens[k], G = rl_dtypes[dt].group, bits = rl_dtypes[dt].qbits;
+			float *w = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4);
+			unsigned char *buf = malloc(rl_row_bytes((rl_dtype)dt, n));
+			for (int i = 0; i < n; i++)
+				w[i] = nrand() * 0.1f;
+			rl_dtypes[dt].from_float(w, buf, n);
+			rl_dtypes[dt].to_float(buf, a, n);
+			const unsigned char *p = buf;
+			for (int i = 0; i < n; i += G) {
+				int m = n - i < G ? n - i : G;
+				rl_group_unpack(p, bits, m, b + i);
+				p += rl_group_bytes(bits, m);
+			}
+			if (memcmp(a, b, n * 4) && !bad++)
+				snprintf(why, sizeof why, "%s, row of %d", rl_dtypes[dt].name, n);
+			free(w);
+			free(a);
+			free(b);
+			free(buf);
+		}
+	CHECK(!bad, "dequant_row_equals_group_unpack", "%s", why);
+}
+
 int main(void)
 {
 	test_reference();
 	test_packing();
+	test_dequant_row();
 	test_mse();
 	test_tensor();
 	test_policy();
