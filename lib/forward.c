@@ -20,7 +20,9 @@ struct rl_forward {
 	float *hb, *hb2;     /* (N, F) gate, up */
 	float *scores;       /* (N, ctx) one head's scores */
 	float *tile;         /* (TILE_ROWS, max in) dequantized weight rows */
-	float *qscratch;     /* (max in + max in / 16 + 1) for rl_qgemv */
+	float *qscratch;     /* rl_qgemv_scratch(max in, 1), or (max in, max_tokens) when exact */
+	int maxin;
+	int exact;           /* batch-invariant linear layers (rl_forward_set_batch_invariant) */
 	float *rope_cos, *rope_sin; /* (ctx, D/2) */
 	int *pos;            /* (N) position of each token */
 };
@@ -90,7 +92,8 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 	f->hb2 = alloc_floats(N, (size_t)c->hidden_dim, &failed);
 	f->scores = alloc_floats(N < (size_t)ctx ? N : (size_t)ctx, (size_t)ctx, &failed);
 	f->tile = alloc_floats(TILE_ROWS, maxin, &failed);
-	f->qscratch = alloc_floats(1, maxin + maxin / 16 + 1, &failed);
+	f->qscratch = alloc_floats(1, rl_qgemv_scratch((int)maxin, 1), &failed);
+	f->maxin = (int)maxin;
 	f->rope_cos = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->rope_sin = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->pos = malloc(N * sizeof(int));
@@ -108,6 +111,22 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 			f->rope_sin[(size_t)p * half + j] = (float)sin(p * freq);
 		}
 	return f;
+}
+
+int rl_forward_set_batch_invariant(rl_forward *f, int on)
+{
+	if (on && !f->exact) {
+		int failed = 0;
+		float *s = alloc_floats((size_t)f->max_tokens, rl_qgemv_scratch(f->maxin, 1), &failed);
+		if (failed) {
+			rl_seterr("forward workspace: out of memory for batch-invariant products");
+			return -1;
+		}
+		free(f->qscratch);
+		f->qscratch = s;
+	}
+	f->exact = on;
+	return 0;
 }
 
 void rl_forward_free(rl_forward *f)
@@ -137,13 +156,14 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 {
 	int OC = (int)w->shape[0], IC = (int)w->shape[1];
 	if (w->dtype == RL_F32) {
-		if (N == 1)
-			rl_gemv_f32(OC, IC, w->data, inp, out);
+		if (N == 1 || f->exact)
+			rl_gemm_rows_f32(OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC);
 		else
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
 				    w->data, IC, 0.0f, out, OC);
-	} else if (N == 1 && rl_dtypes[w->dtype].group) {
-		rl_qgemv(w->dtype, OC, IC, w->data, inp, out, f->qscratch); /* reads the packed weights once */
+	} else if ((N == 1 || f->exact) && rl_dtypes[w->dtype].group) {
+		/* reads the packed weights once */
+		rl_qgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC, f->qscratch);
 	} else {
 		size_t rb = rl_row_bytes(w->dtype, (uint64_t)IC);
 		for (int r0 = 0; r0 < OC; r0 += TILE_ROWS) {
@@ -151,8 +171,11 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 			for (int r = 0; r < nr; r++)
 				rl_dtypes[w->dtype].to_float((const char *)w->data + (size_t)(r0 + r) * rb,
 							    f->tile + (size_t)r * IC, (size_t)IC);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, IC, 1.0f, inp, IC,
-				    f->tile, IC, 0.0f, out + r0, OC);
+			if (f->exact)
+				rl_gemm_rows_f32(nr, IC, f->tile, N, inp, (size_t)IC, out + r0, (size_t)OC);
+			else
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, IC, 1.0f, inp, IC,
+					    f->tile, IC, 0.0f, out + r0, OC);
 		}
 	}
 	if (bias) {

@@ -119,4 +119,11 @@ void rl_forward_free(rl_forward *f);
  * positions 0..pos (the decode path, and prefill into a cache). */
 int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seqs, float *logits);
 
+/* With on = 1 every linear layer computes each token's outputs exactly as it
+ * would for that token alone (our row kernels instead of sgemm), so a
+ * sequence's logits do not depend on which others share its batch: what
+ * sampling needs to be reproducible under any batching or sharding. Slower
+ * for long prefills; decode batches read the weights once. */
+int rl_forward_set_batch_invariant(rl_forward *f, int on);
+
 #endif

@@ -185,17 +185,34 @@ static void gemv_rows_generic(const float *W, const float *x, float *y, int64_t 
 typedef struct {
 	const float *W, *x;
 	float *y;
-	int IC;
+	int IC, N;
+	size_t ldx, ldy;
 	void (*rows)(const float *, const float *, float *, int64_t, int64_t, int);
 } gemv_job;
 
+/* Each vector in turn over the same rows, which stay in cache: every output is
+ * computed exactly as a lone rl_gemv_f32 computes it. */
 static void gemv_part(void *arg, int64_t r0, int64_t r1)
 {
 	gemv_job *j = arg;
-	j->rows(j->W, j->x, j->y, r0, r1, j->IC);
+	enum { RB = 16 };
+	if (j->N == 1) {
+		j->rows(j->W, j->x, j->y, r0, r1, j->IC);
+		return;
+	}
+	for (int64_t b = r0; b < r1; b += RB) {
+		int64_t e = b + RB < r1 ? b + RB : r1;
+		for (int n = 0; n < j->N; n++)
+			j->rows(j->W, j->x + (size_t)n * j->ldx, j->y + (size_t)n * j->ldy, b, e, j->IC);
+	}
 }
 
 void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y)
+{
+	rl_gemm_rows_f32(OC, IC, W, 1, x, (size_t)IC, y, (size_t)OC);
+}
+
+void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, size_t ldx, float *Y, size_t ldy)
 {
 	static void (*rows)(const float *, const float *, float *, int64_t, int64_t, int);
 	if (!rows) {
@@ -205,7 +222,7 @@ void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y)
 			rows = gemv_rows_avx2;
 #endif
 	}
-	gemv_job j = { W, x, y, IC, rows };
+	gemv_job j = { W, X, Y, IC, N, ldx, ldy, rows };
 	/* rows in multiples of 16 (64 bytes of output per cache line), at least ~64 KiB of weights per part */
 	int64_t grain = 16;
 	while (grain * IC * 4 < (64 << 10) && grain < OC)

@@ -21,5 +21,9 @@ int rl_parallel_threads(void);
 
 /* y (OC) = W (OC, IC) . x (IC), all f32, W row-major; threads split the rows. */
 void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y);
+/* Y[n] (OC) = W . X[n] (IC) for N vectors (rows of X and Y, strides ldx, ldy):
+ * each output bit for bit what rl_gemv_f32 gives for that vector alone, so a
+ * result does not depend on the batch it was computed in. */
+void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, size_t ldx, float *Y, size_t ldy);
 
 #endif

@@ -21,28 +21,39 @@ typedef int v8i __attribute__((vector_size(32)));
 
 typedef struct {
 	const unsigned char *W;
-	const float *x, *xp, *xsum; /* x; x reordered per chunk; sum of x per group */
-	float *y;
-	int IC, bits, group;
-	size_t row_bytes;
+	const float *X;      /* N vectors of IC, stride ldx */
+	const float *S;      /* per vector, stride sstride: x reordered per chunk (IC), then sum of x per group */
+	float *Y;            /* N outputs of OC, stride ldy */
+	int IC, bits, group, N;
+	size_t ldx, ldy, sstride, row_bytes;
 	void (*rows)(const void *, int64_t, int64_t);
 } qjob;
+
+typedef struct {
+	const float *x, *xp, *xsum;
+} qvec;
+
+static inline qvec vec_of(const qjob *j, int n)
+{
+	const float *s = j->S + (size_t)n * j->sstride;
+	return (qvec){ j->X + (size_t)n * j->ldx, s, s + j->IC };
+}
 
 /* eight bytes to eight floats */
 #define widen(b) __builtin_convertvector(__builtin_convertvector((b), v8i), v8f)
 
 /* A group the chunk loops do not take: unpacked by the format, then a plain dot.
  * The unpacked weights include the min, whose share the caller adds separately. */
-static float other_group(const qjob *j, const unsigned char *p, int g0, int gi, int n, float mn)
+static float other_group(const qjob *j, const qvec *v, const unsigned char *p, int g0, int gi, int n, float mn)
 {
 	float w[256], s = 0;
 	rl_group_unpack(p, j->bits, (size_t)n, w);
 	for (int i = 0; i < n; i++)
-		s += w[i] * j->x[g0 + i];
-	return s - mn * j->xsum[gi];
+		s += w[i] * v->x[g0 + i];
+	return s - mn * v->xsum[gi];
 }
 
-static inline __attribute__((always_inline)) float row_dot(const qjob *j, const unsigned char *p)
+static inline __attribute__((always_inline)) float row_dot(const qjob *j, const qvec *v, const unsigned char *p)
 {
 	int IC = j->IC, G = j->group, bits = j->bits;
 	v8f acc = { 0 };
@@ -53,9 +64,9 @@ static inline __attribute__((always_inline)) float row_dot(const qjob *j, const 
 		uint16_t s16 = (uint16_t)(p[0] | p[1] << 8), m16 = (uint16_t)(p[2] | p[3] << 8);
 		float sc = rl_f16_to_f32(s16), mn = rl_f16_to_f32(m16);
 		const unsigned char *q = p + 4;
-		mins += mn * j->xsum[gi];
+		mins += mn * v->xsum[gi];
 		if (fused && n == G) {
-			const float *xp = j->xp + g0;
+			const float *xp = v->xp + g0;
 			v8f t = { 0 };
 			for (int c = 0; c < n; c += 32, xp += 32) {
 				if (bits == 4) {
@@ -84,7 +95,7 @@ static inline __attribute__((always_inline)) float row_dot(const qjob *j, const 
 			}
 			acc += t * sc;
 		} else {
-			tail += other_group(j, p, g0, gi, n, mn);
+			tail += other_group(j, v, p, g0, gi, n, mn);
 		}
 		p += rl_group_bytes(bits, (size_t)n);
 	}
@@ -97,7 +108,10 @@ static inline __attribute__((always_inline)) float row_dot(const qjob *j, const 
 static inline __attribute__((always_inline)) void rows_body(const qjob *j, int64_t r0, int64_t r1)
 {
 	for (int64_t r = r0; r < r1; r++)
-		j->y[r] = row_dot(j, j->W + (size_t)r * j->row_bytes);
+		for (int n = 0; n < j->N; n++) {
+			qvec v = vec_of(j, n);
+			j->Y[(size_t)n * j->ldy + r] = row_dot(j, &v, j->W + (size_t)r * j->row_bytes);
+		}
 }
 
 #if defined(__x86_64__)
@@ -166,14 +180,16 @@ AVX2 static inline __m256 u8x8(__m128i v)
 		(void)sh2;                                                                         \
 		(void)m4;                                                                          \
 		(void)m2;                                                                          \
-		for (int64_t r = r0; r < r1; r++) {                                                \
+		for (int64_t r = r0; r < r1; r++)                                                  \
+		for (int vn = 0; vn < j->N; vn++) {                                                \
+			const qvec v = vec_of(j, vn);                                              \
 			const unsigned char *p = j->W + (size_t)r * j->row_bytes;                  \
 			__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();             \
 			float rest = 0;                                                            \
-			const float *xc = j->x;                                                    \
+			const float *xc = v.x;                                                     \
 			for (int gi = 0; gi < full; gi++, p += gb) {                               \
 				float sc = _cvtsh_ss(*(const uint16_t *)p);                        \
-				rest += _cvtsh_ss(*(const uint16_t *)(p + 2)) * j->xsum[gi];       \
+				rest += _cvtsh_ss(*(const uint16_t *)(p + 2)) * v.xsum[gi];        \
 				const unsigned char *q = p + 4;                                    \
 				__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();         \
 				for (int c = 0; c < G; c += 32)                                    \
@@ -184,13 +200,13 @@ AVX2 static inline __m256 u8x8(__m128i v)
 			}                                                                          \
 			if (full * G < IC) {                                                       \
 				float mn = _cvtsh_ss(*(const uint16_t *)(p + 2));                  \
-				rest += mn * j->xsum[full] + other_group(j, p, full * G, full, IC - full * G, mn); \
+				rest += mn * v.xsum[full] + other_group(j, &v, p, full * G, full, IC - full * G, mn); \
 			}                                                                          \
 			__m256 a = _mm256_add_ps(acc0, acc1);                                      \
 			__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); \
 			h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                    \
 			h = _mm_add_ss(h, _mm_movehdup_ps(h));                                     \
-			j->y[r] = _mm_cvtss_f32(h) + rest;                                         \
+			j->Y[(size_t)vn * j->ldy + r] = _mm_cvtss_f32(h) + rest;                   \
 		}                                                                                  \
 	}
 KERNEL(2)
@@ -216,7 +232,13 @@ void rl_qgemv_select(int avx2)
 	use_avx2 = avx2;
 }
 
-int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch)
+size_t rl_qgemv_scratch(int IC, int N)
+{
+	return (size_t)N * ((size_t)IC + (size_t)IC / 16 + 1);
+}
+
+int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
+		  size_t ldy, float *scratch)
 {
 	const rl_dtype_traits *tr = &rl_dtypes[dt];
 	if (!tr->group) {
@@ -226,31 +248,36 @@ int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *
 	if (use_avx2 < 0) {
 		use_avx2 = 0;
 #if defined(__x86_64__)
-		use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+			   __builtin_cpu_supports("f16c");
 #endif
 	}
 	int G = tr->group, bits = tr->qbits, ngroups = (IC + G - 1) / G;
-	float *xp = scratch, *xsum = scratch + IC;
+	size_t sstride = (size_t)IC + (size_t)IC / 16 + 1;
 	/* x reordered per 32-element chunk: lane l of byte k holds element k*per + l */
 	int per = bits == 3 ? 1 : 8 / bits;
-	for (int c0 = 0; c0 < IC; c0 += 32) {
-		int n = IC - c0 < 32 ? IC - c0 : 32;
-		if (n < 32 || per == 1) {
-			memcpy(xp + c0, x + c0, (size_t)n * sizeof(float));
-			continue;
+	for (int n = 0; n < N; n++) {
+		const float *x = X + (size_t)n * ldx;
+		float *xp = scratch + (size_t)n * sstride, *xsum = xp + IC;
+		for (int c0 = 0; c0 < IC; c0 += 32) {
+			int m = IC - c0 < 32 ? IC - c0 : 32;
+			if (m < 32 || per == 1) {
+				memcpy(xp + c0, x + c0, (size_t)m * sizeof(float));
+				continue;
+			}
+			int bytes = 32 / per;
+			for (int l = 0; l < per; l++)
+				for (int k = 0; k < bytes; k++)
+					xp[c0 + l * bytes + k] = x[c0 + k * per + l];
 		}
-		int bytes = 32 / per;
-		for (int l = 0; l < per; l++)
-			for (int k = 0; k < bytes; k++)
-				xp[c0 + l * bytes + k] = x[c0 + k * per + l];
+		for (int g = 0; g < ngroups; g++) {
+			float s = 0;
+			for (int i = g * G; i < IC && i < (g + 1) * G; i++)
+				s += x[i];
+			xsum[g] = s;
+		}
 	}
-	for (int g = 0; g < ngroups; g++) {
-		float s = 0;
-		for (int i = g * G; i < IC && i < (g + 1) * G; i++)
-			s += x[i];
-		xsum[g] = s;
-	}
-	qjob j = { W, x, xp, xsum, y, IC, bits, G, rl_row_bytes(dt, (uint64_t)IC), rows_generic };
+	qjob j = { W, X, scratch, Y, IC, bits, G, N, ldx, ldy, sstride, rl_row_bytes(dt, (uint64_t)IC), rows_generic };
 #if defined(__x86_64__)
 	/* the AVX2 kernels take whole 32-chunks of 2, 4 and 8 bits; 3 bits and 16-groups stay portable */
 	if (use_avx2 && G % 32 == 0 && bits != 3)
@@ -261,6 +288,11 @@ int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *
 		grain *= 2;
 	rl_parallel_for(OC, grain, part, &j);
 	return 0;
+}
+
+int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch)
+{
+	return rl_qgemm_rows(dt, OC, IC, W, 1, x, (size_t)IC, y, (size_t)OC, scratch);
 }
 
 void rl_qgemv_ref(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *row)

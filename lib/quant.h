@@ -43,6 +43,12 @@ int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const
  * weights: AVX2+FMA when the CPU has it, else portable code; rows on the worker
  * pool. scratch holds IC + IC/16 + 1 floats. -1 when dt is not a group format. */
 int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch);
+/* N vectors at once (rows of X and Y, strides ldx and ldy), each output bit for
+ * bit what rl_qgemv gives for that vector alone. scratch holds
+ * rl_qgemv_scratch(IC, N) floats. */
+int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
+		  size_t ldy, float *scratch);
+size_t rl_qgemv_scratch(int IC, int N);
 /* The reference: each row dequantized by the format's to_float, then a
  * double-precision dot. row holds IC floats. */
 void rl_qgemv_ref(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *row);
