@@ -116,13 +116,10 @@ int main(int argc, char **argv)
 			break;
 		case 'T': opts.tokenizer = optarg; break;
 		case 'R': random_config = optarg; break;
-		case 'S': {
-			char *end;
-			seed = strtoull(optarg, &end, 10);
-			if (*optarg == 0 || *end)
+		case 'S':
+			if (rl_parse_seed(optarg, &seed))
 				errx(2, "--seed %s: not a non-negative integer", optarg);
 			break;
-		}
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}

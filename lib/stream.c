@@ -962,6 +962,19 @@ int rl_write_end(rl_writer *w)
 	return writer_error(w);
 }
 
+int rl_writer_flush(rl_writer *w)
+{
+	if (writer_error(w))
+		return -1;
+	if (fflush(w->f) != 0 || ferror(w->f)) {
+		w->failed = 1;
+		w->error = errno;
+		rl_seterr("%s: %s", w->path ? w->path : "<stdout>", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int rl_writer_commit(rl_writer *w)
 {
 	int rc = writer_error(w);

@@ -106,6 +106,9 @@ int rl_write_tensor(rl_writer *w, const char *name, rl_dtype dtype, rl_dtype src
 /* Writes "end" with the message count and the content hash of the segment. */
 int rl_write_end(rl_writer *w);
 /* Flushes, closes and renames into place. On failure the temporary is removed. */
+/* Pushes what is buffered to the file or pipe, so a reader downstream can
+ * consume complete messages as they come; -1 after rl_seterr on a write error. */
+int rl_writer_flush(rl_writer *w);
 int rl_writer_commit(rl_writer *w);
 /* Removes the temporary file and frees the writer. */
 void rl_writer_abort(rl_writer *w);

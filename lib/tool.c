@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -21,4 +22,14 @@ int rl_parse_threads(const char *s)
 int rl_stderr_tty(void)
 {
 	return isatty(2);
+}
+
+int rl_parse_seed(const char *s, unsigned long long *seed)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*seed = strtoull(s, &end, 10);
+	return *end || errno ? -1 : 0;
 }

@@ -8,6 +8,8 @@
 void rl_tool_init(void);
 /* Parses a -t argument: 1..1024 threads. Returns -1 on a bad value. */
 int rl_parse_threads(const char *s);
+/* Parses a --seed argument: a non-negative integer. Returns -1 on a bad value. */
+int rl_parse_seed(const char *s, unsigned long long *seed);
 /* 1 when stderr is a terminal (progress is drawn in place there). */
 int rl_stderr_tty(void);
 

@@ -3,9 +3,11 @@
 #
 # This version runs the stages that exist so far: it imports the model into a
 # full-precision model stream (the teacher), quantizes it W4/W2-GateUp (the
-# student; $RECOVER_POLICY and $RECOVER_QUANTIZER change that), and measures
-# both perplexities (evalrun). Synthetic data, distillation and the recovery
-# pack join as their tools land.
+# student; $RECOVER_POLICY and $RECOVER_QUANTIZER change that), samples
+# synthetic training data from the teacher with its top-k logits (teacher-gen;
+# $RECOVER_SAMPLES of up to $RECOVER_LEN tokens), and measures both models'
+# perplexities (evalrun). Distillation and the recovery pack join as their
+# tools land.
 #
 # MODEL defaults to $RECOVER_MODEL, else ../shared/models/stories260K (found
 # relative to this script, not the caller's directory), else a small seeded
@@ -45,41 +47,50 @@ fi
 text=${RECOVER_TEXT:-$shared/data/tinystories/dev.txt}
 [ -f "$text" ] || { say "no evaluation text at $text (set RECOVER_TEXT)"; exit 1; }
 
-# stage 1: import (reused when complete: streams end with an end message, which tsdump checks)
-# and made from the same model file (its path, size and modification time).
-teacher=$out/teacher.msgpack
-stamp="$model $(stat -L -c '%s %Y' "$model" 2>/dev/null || echo missing)"
-if [ "$model" != - ] && [ -s "$teacher" ] && [ "$(cat "$teacher.from" 2>/dev/null)" = "$stamp" ] &&
-	"$bin/tsdump" "$teacher" >/dev/null 2>&1; then
-	say "[1/3] import: reusing $teacher"
-	reused=1
-else
-	say "[1/3] import: qpack -p f32 $model"
-	rm -f "$teacher.from"
-	"$bin/qpack" -p f32 -o "$teacher" "$model"
-	printf '%s\n' "$stamp" > "$teacher.from"
+# stage STEP NAME OUTPUT STAMP COMMAND...: runs COMMAND (which writes OUTPUT,
+# its stderr to OUTPUT's .log) unless OUTPUT is complete (a stream ends with an
+# end message, which tsdump checks) and was made from the same inputs and
+# settings (STAMP, kept beside it) while every stage before it was reused too.
+# Sets reused=0 when it runs.
+reused=1
+stage() {
+	step=$1 name=$2 output=$3 stamp=$4
+	shift 4
+	if [ "$reused" = 1 ] && [ -s "$output" ] && [ "$(cat "$output.from" 2>/dev/null)" = "$stamp" ] &&
+		"$bin/tsdump" "$output" >/dev/null 2>&1; then
+		say "[$step/4] $name: reusing $output"
+		return
+	fi
 	reused=0
-fi
+	say "[$step/4] $name: $(basename "$1") $(shift; echo "$*")"
+	rm -f "$output.from"
+	"$@" 2>"${output%.msgpack}.log" || { cat "${output%.msgpack}.log" >&2; exit 1; }
+	tail -n 1 "${output%.msgpack}.log" >&2
+	printf '%s\n' "$stamp" > "$output.from"
+}
 
-# stage 2: quantize (reused only when the teacher was and the policy is the same)
+# 1: the teacher, from the same model file (its path, size and modification time); never reused from stdin
+teacher=$out/teacher.msgpack
+[ "$model" != - ] || reused=0
+stage 1 import "$teacher" "$model $(stat -L -c '%s %Y' "$model" 2>/dev/null || echo missing)" \
+	"$bin/qpack" -p f32 -o "$teacher" "$model"
+
+# 2: the student
 policy=${RECOVER_POLICY:-w4w2}
 quantizer=${RECOVER_QUANTIZER:-mse}
 student=$out/student.msgpack
-if [ "$reused" = 1 ] && [ -s "$student" ] && [ "$(cat "$student.from" 2>/dev/null)" = "$policy $quantizer" ] &&
-	"$bin/tsdump" "$student" >/dev/null 2>&1; then
-	say "[2/3] quantize: reusing $student"
-else
-	say "[2/3] quantize: qpack -p '$policy' -q $quantizer"
-	rm -f "$student.from"
-	"$bin/qpack" -p "$policy" -q "$quantizer" -o "$student" "$teacher" 2>"$out/qpack.log" ||
-		{ cat "$out/qpack.log" >&2; exit 1; }
-	tail -n 1 "$out/qpack.log" >&2
-	printf '%s\n' "$policy $quantizer" > "$student.from"
-fi
+stage 2 quantize "$student" "$policy $quantizer" "$bin/qpack" -p "$policy" -q "$quantizer" -o "$student" "$teacher"
 
-# stage 3: evaluate
-say "[3/3] evaluate: perplexity on $text"
+# 3: synthetic data from the teacher
+nsamples=${RECOVER_SAMPLES:-256}
+slen=${RECOVER_LEN:-256}
+samples=$out/samples.msgpack
+stage 3 synthesize "$samples" "$nsamples $slen" \
+	"$bin/teacher-gen" -n "$nsamples" --max-len "$slen" --seed 1 -o "$samples" "$teacher"
+
+# stage 4: evaluate
+say "[4/4] evaluate: perplexity on $text"
 "$bin/evalrun" --task "ppl:$text" "$teacher" "$student" > "$out/results.txt.tmp"
 mv "$out/results.txt.tmp" "$out/results.txt"
 cat "$out/results.txt"
-say "done: $out/teacher.msgpack, $out/student.msgpack, $out/results.txt (per-tensor errors in $out/qpack.log)"
+say "done: $out/teacher.msgpack, $out/student.msgpack, $out/samples.msgpack, $out/results.txt (logs beside them)"

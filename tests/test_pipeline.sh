@@ -2,12 +2,14 @@
 # test_pipeline.sh: the main job, pipelines/recover.sh, as a user runs it.
 . "$(dirname "$0")/lib.sh"
 R=$TOP/pipelines/recover.sh
+export RECOVER_SAMPLES=8 RECOVER_LEN=64
 
 # the default model, with no model argument
 if SHARED=$SHARED "$R" "" "$TMP/out" >"$TMP/r1.out" 2>"$TMP/r1.err" &&
 	grep -q 'model: stories260K' "$TMP/r1.err" &&
 	grep -Eq '^[^ ]*teacher.msgpack +ppl:[^ ]+ +nll +1\.5542 ' "$TMP/out/results.txt" &&
-	grep -Eq '^[^ ]*student.msgpack +ppl:[^ ]+ +nll +[2-9]\.' "$TMP/out/results.txt"; then
+	grep -Eq '^[^ ]*student.msgpack +ppl:[^ ]+ +nll +[2-9]\.' "$TMP/out/results.txt" &&
+	[ "$("$BIN/tsdump" "$TMP/out/samples.msgpack" | grep -c '"t":"sample"')" = 8 ]; then
 	pass pipeline_default_model
 else
 	fail pipeline_default_model "$(tail -n 3 "$TMP/r1.err" | tr '\n' ' ') $(head -c 300 "$TMP/out/results.txt" 2>/dev/null)"
