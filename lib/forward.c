@@ -227,6 +227,37 @@ static void attention_forward(rl_forward *f, float *att, const float *q, const f
 	int D = c->head_dim, H = c->n_heads, QD = H * D, KD = c->n_kv_heads * D;
 	int group = H / c->n_kv_heads;
 	float scale = 1.0f / sqrtf((float)D);
+	if (ntok == 1) {
+		/* one query (decode): plain loops, no sgemm call per head */
+		for (int h = 0; h < H; h++) {
+			const float *K = keys + (size_t)(h / group) * D, *Vv = values + (size_t)(h / group) * D;
+			const float *qh = q + (size_t)h * D;
+			float *s = f->scores, mx = -INFINITY, sum = 0;
+			int last = pos0 < npos - 1 ? pos0 : npos - 1;
+			for (int j = 0; j <= last; j++) {
+				const float *kj = K + (size_t)j * KD;
+				float d = 0;
+				for (int e = 0; e < D; e++)
+					d += qh[e] * kj[e];
+				s[j] = d * scale;
+				mx = s[j] > mx ? s[j] : mx;
+			}
+			for (int j = 0; j <= last; j++) {
+				s[j] = expf(s[j] - mx);
+				sum += s[j];
+			}
+			float inv = 1.0f / sum, *o = att + (size_t)h * D;
+			for (int e = 0; e < D; e++)
+				o[e] = 0;
+			for (int j = 0; j <= last; j++) {
+				const float *vj = Vv + (size_t)j * KD;
+				float pj = s[j] * inv;
+				for (int e = 0; e < D; e++)
+					o[e] += pj * vj[e];
+			}
+		}
+		return;
+	}
 	for (int h = 0; h < H; h++) {
 		const float *K = keys + (size_t)(h / group) * D, *Vv = values + (size_t)(h / group) * D;
 		for (int i0 = 0; i0 < ntok; i0 += QBLOCK) {

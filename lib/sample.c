@@ -103,6 +103,28 @@ float rl_logsumexp_scaled(const float *z, int V, float scale)
 int rl_sample(const float *z, int V, const rl_sampler *p, rl_rng *rng, int *ids, float *vals)
 {
 	int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+	if (p->temperature > 0 && k == V && p->top_p >= 1) {
+		/* plain sampling needs no order: the cumulative sum in id order */
+		double mx = -INFINITY, total = 0;
+		for (int i = 0; i < V; i++)
+			if (i != p->ban && z[i] > mx)
+				mx = z[i];
+		for (int i = 0; i < V; i++) {
+			vals[i] = i == p->ban ? 0.0f : (float)exp(((double)z[i] - mx) / p->temperature);
+			total += vals[i];
+		}
+		double u = rl_rng_uniform(rng) * total, cum = 0;
+		int last = 0;
+		for (int i = 0; i < V; i++) {
+			if (vals[i] == 0)
+				continue;
+			cum += vals[i];
+			last = i;
+			if (u < cum)
+				return i;
+		}
+		return last;
+	}
 	if (p->temperature <= 0)
 		k = p->ban >= 0 ? 2 : 1;
 	rl_topk(z, V, k, ids, vals);
