@@ -35,7 +35,40 @@ struct rl_reader {
 	int in_tensor;
 	rl_sha256 content;
 	char type_buf[32];     /* an unknown message type's name, as printable text */
+	uint64_t *ids;         /* sample ids seen, open addressing (id + 1; 0 = empty) */
+	size_t ids_cap, ids_n;
 };
+
+/* Records a sample id; 1 if it was already there, -1 out of memory. */
+static int seen_id(rl_reader *r, uint64_t id)
+{
+	if (2 * (r->ids_n + 1) > r->ids_cap) {
+		size_t cap = r->ids_cap ? 2 * r->ids_cap : 1024;
+		uint64_t *t = calloc(cap, sizeof *t);
+		if (!t)
+			return -1;
+		for (size_t i = 0; i < r->ids_cap; i++)
+			if (r->ids[i]) {
+				size_t h = (size_t)(r->ids[i] * 0x9e3779b97f4a7c15ull) & (cap - 1);
+				while (t[h])
+					h = (h + 1) & (cap - 1);
+				t[h] = r->ids[i];
+			}
+		free(r->ids);
+		r->ids = t;
+		r->ids_cap = cap;
+	}
+	uint64_t key = id + 1;
+	size_t h = (size_t)(key * 0x9e3779b97f4a7c15ull) & (r->ids_cap - 1);
+	while (r->ids[h]) {
+		if (r->ids[h] == key)
+			return 1;
+		h = (h + 1) & (r->ids_cap - 1);
+	}
+	r->ids[h] = key;
+	r->ids_n++;
+	return 0;
+}
 
 rl_reader *rl_reader_open(const char *path)
 {
@@ -72,6 +105,7 @@ void rl_reader_close(rl_reader *r)
 	msgpack_unpacked_destroy(&r->msg);
 	msgpack_unpacked_destroy(&r->header);
 	free(r->header_bytes);
+	free(r->ids);
 	free(r->buf);
 	free(r);
 }
@@ -658,8 +692,21 @@ static int check_message(rl_reader *r, rl_msg *m)
 		return need_kind(r, "tokenizer", "model", NULL);
 	case RL_MSG_TENSOR:
 		return need_kind(r, "tensor", "model", "adapter") || parse_tensor(r, &m->tensor);
-	case RL_MSG_SAMPLE:
-		return need_kind(r, "sample", "samples", NULL) || parse_sample(r, &m->sample);
+	case RL_MSG_SAMPLE: {
+		if (need_kind(r, "sample", "samples", NULL) || parse_sample(r, &m->sample))
+			return -1;
+		int dup = m->sample.id == UINT64_MAX ? 0 : seen_id(r, m->sample.id);
+		if (dup < 0) {
+			rl_seterr("out of memory recording sample ids");
+			return -1;
+		}
+		if (dup) {
+			rl_seterr("sample id %llu appears twice (the same shard joined twice?)",
+				  (unsigned long long)m->sample.id);
+			return -1;
+		}
+		return 0;
+	}
 	case RL_MSG_RESULT:
 		return need_kind(r, "result", "results", NULL) || parse_result(r);
 	case RL_MSG_END: {

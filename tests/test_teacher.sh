@@ -25,6 +25,9 @@ else
 	fail teacher_gen_shard_union "the shards' samples differ from the unsharded run's"
 fi
 
+cat "$TMP/s1.msgpack" "$TMP/s1.msgpack" > "$TMP/twice.msgpack"
+expect_fail teacher_gen_duplicate_ids_refused "sample id 1 appears twice" "$BIN/tsdump" "$TMP/twice.msgpack"
+
 # what the stream records
 "$BIN/tsdump" "$TMP/a.msgpack" > "$TMP/a.jsonl"
 if head -n 1 "$TMP/a.jsonl" | grep -q '"kind":"samples".*"vocab_size":512,"topk":64,"logit_dtype":"f16"' &&
