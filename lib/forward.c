@@ -220,7 +220,9 @@ static void rope(const rl_forward *f, float *vec, int nheads, int pos)
  * products stop at the last key it can see: about half the work of full squares. */
 enum { QBLOCK = 128 };
 
-static void attention_forward(rl_forward *f, float *att, const float *q, const float *keys,
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+
+static void attention_forward(const rl_forward *f, float *scores, float *att, const float *q, const float *keys,
 			      const float *values, int ntok, int pos0, int npos)
 {
 	const rl_config *c = &f->m->cfg;
@@ -232,13 +234,20 @@ static void attention_forward(rl_forward *f, float *att, const float *q, const f
 		for (int h = 0; h < H; h++) {
 			const float *K = keys + (size_t)(h / group) * D, *Vv = values + (size_t)(h / group) * D;
 			const float *qh = q + (size_t)h * D;
-			float *s = f->scores, mx = -INFINITY, sum = 0;
+			float *s = scores, mx = -INFINITY, sum = 0;
 			int last = pos0 < npos - 1 ? pos0 : npos - 1;
 			for (int j = 0; j <= last; j++) {
 				const float *kj = K + (size_t)j * KD;
 				float d = 0;
-				for (int e = 0; e < D; e++)
-					d += qh[e] * kj[e];
+				if (D % 8 == 0) {
+					v8f acc = { 0 };
+					for (int e = 0; e < D; e += 8)
+						acc += *(const v8f *)(qh + e) * *(const v8f *)(kj + e);
+					d = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+				} else {
+					for (int e = 0; e < D; e++)
+						d += qh[e] * kj[e];
+				}
 				s[j] = d * scale;
 				mx = s[j] > mx ? s[j] : mx;
 			}
@@ -252,8 +261,13 @@ static void attention_forward(rl_forward *f, float *att, const float *q, const f
 			for (int j = 0; j <= last; j++) {
 				const float *vj = Vv + (size_t)j * KD;
 				float pj = s[j] * inv;
-				for (int e = 0; e < D; e++)
-					o[e] += pj * vj[e];
+				if (D % 8 == 0) {
+					for (int e = 0; e < D; e += 8)
+						*(v8f *)(o + e) += pj * *(const v8f *)(vj + e);
+				} else {
+					for (int e = 0; e < D; e++)
+						o[e] += pj * vj[e];
+				}
 			}
 		}
 		return;
@@ -264,9 +278,9 @@ static void attention_forward(rl_forward *f, float *att, const float *q, const f
 			int nb = ntok - i0 < QBLOCK ? ntok - i0 : QBLOCK;
 			int nk = pos0 + i0 + nb < npos ? pos0 + i0 + nb : npos;
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, D, scale,
-				    q + (size_t)i0 * QD + (size_t)h * D, QD, K, KD, 0.0f, f->scores, nk);
+				    q + (size_t)i0 * QD + (size_t)h * D, QD, K, KD, 0.0f, scores, nk);
 			for (int i = 0; i < nb; i++) {
-				float *s = f->scores + (size_t)i * nk;
+				float *s = scores + (size_t)i * nk;
 				int last = pos0 + i0 + i < nk - 1 ? pos0 + i0 + i : nk - 1;
 				float mx = s[0];
 				for (int j = 1; j <= last; j++)
@@ -283,9 +297,31 @@ static void attention_forward(rl_forward *f, float *att, const float *q, const f
 				for (int j = last + 1; j < nk; j++)
 					s[j] = 0.0f;
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nk, 1.0f, f->scores, nk, Vv, KD,
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nk, 1.0f, scores, nk, Vv, KD,
 				    0.0f, att + (size_t)i0 * QD + (size_t)h * D, QD);
 		}
+	}
+}
+
+typedef struct {
+	const rl_forward *f;
+	const rl_kvcache *cache;
+	const rl_seq *seqs;
+	int layer;
+} decode_job;
+
+/* sequences [s0, s1) of a decode batch, each with its own row of scores */
+static void decode_attention(void *arg, int64_t s0, int64_t s1)
+{
+	const decode_job *j = arg;
+	const rl_config *c = &j->f->m->cfg;
+	int QD = c->n_heads * c->head_dim, KD = c->n_kv_heads * c->head_dim;
+	for (int64_t s = s0; s < s1; s++) {
+		const rl_seq *sq = &j->seqs[s];
+		size_t base = ((size_t)j->layer * j->cache->nslots + sq->slot) * j->cache->ctx * KD;
+		attention_forward(j->f, j->f->scores + (size_t)s * j->f->ctx, j->f->att + (size_t)s * QD,
+				  j->f->q + (size_t)s * QD, j->cache->k + base, j->cache->v + base, 1, sq->pos0,
+				  sq->pos0 + 1);
 	}
 }
 
@@ -343,20 +379,31 @@ int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seq
 			rope(f, qn, c->n_heads, f->pos[n]);
 			rope(f, kn, c->n_kv_heads, f->pos[n]);
 		}
-		for (int s = 0, off = 0; s < nseq; off += seqs[s].ntok, s++) {
-			const rl_seq *sq = &seqs[s];
-			const float *keys = f->k + (size_t)off * KD, *values = f->v + (size_t)off * KD;
-			int npos = sq->ntok;
-			if (cache) {
-				size_t base = ((size_t)l * cache->nslots + sq->slot) * cache->ctx * KD;
-				memcpy(cache->k + base + (size_t)sq->pos0 * KD, keys, (size_t)sq->ntok * KD * sizeof(float));
-				memcpy(cache->v + base + (size_t)sq->pos0 * KD, values, (size_t)sq->ntok * KD * sizeof(float));
-				keys = cache->k + base;
-				values = cache->v + base;
-				npos = sq->pos0 + sq->ntok;
+		if (cache && N == nseq && nseq > 1 && nseq <= f->max_tokens && nseq <= f->ctx) {
+			/* a decode batch: one token per sequence; their attention runs on the pool */
+			for (int s = 0; s < nseq; s++) {
+				size_t base = ((size_t)l * cache->nslots + seqs[s].slot) * cache->ctx * KD;
+				memcpy(cache->k + base + (size_t)seqs[s].pos0 * KD, f->k + (size_t)s * KD, KD * sizeof(float));
+				memcpy(cache->v + base + (size_t)seqs[s].pos0 * KD, f->v + (size_t)s * KD, KD * sizeof(float));
 			}
-			attention_forward(f, f->att + (size_t)off * QD, f->q + (size_t)off * QD, keys, values,
-					  sq->ntok, sq->pos0, npos);
+			decode_job dj = { f, cache, seqs, l };
+			rl_parallel_for(nseq, 1, decode_attention, &dj);
+		} else {
+			for (int s = 0, off = 0; s < nseq; off += seqs[s].ntok, s++) {
+				const rl_seq *sq = &seqs[s];
+				const float *keys = f->k + (size_t)off * KD, *values = f->v + (size_t)off * KD;
+				int npos = sq->ntok;
+				if (cache) {
+					size_t base = ((size_t)l * cache->nslots + sq->slot) * cache->ctx * KD;
+					memcpy(cache->k + base + (size_t)sq->pos0 * KD, keys, (size_t)sq->ntok * KD * sizeof(float));
+					memcpy(cache->v + base + (size_t)sq->pos0 * KD, values, (size_t)sq->ntok * KD * sizeof(float));
+					keys = cache->k + base;
+					values = cache->v + base;
+					npos = sq->pos0 + sq->ntok;
+				}
+				attention_forward(f, f->scores, f->att + (size_t)off * QD, f->q + (size_t)off * QD, keys,
+						  values, sq->ntok, sq->pos0, npos);
+			}
 		}
 		/* x += att . Wo^T, through xb */
 		linear_forward(f, f->xb, f->att, L->attn_output, NULL, N);
