@@ -278,7 +278,7 @@ int main(int argc, char **argv)
 				}
 				s->active = 0;
 				done++;
-				tokens_out += (uint64_t)s->len;
+				tokens_out += (uint64_t)s->rows; /* generated (and recorded) tokens, BOS not counted */
 			}
 		}
 		double t = now();
@@ -300,7 +300,7 @@ int main(int argc, char **argv)
 		errx(1, "%s: %s", out ? out : "<stdout>", msg);
 	}
 	double t = now() - t0;
-	fprintf(stderr, "teacher-gen: %llu samples, %llu tokens in %.1f s (%.0f tokens/s) -> %s\n",
+	fprintf(stderr, "teacher-gen: %llu samples, %llu generated tokens in %.1f s (%.0f tokens/s) -> %s\n",
 		(unsigned long long)done, (unsigned long long)tokens_out, t, (double)tokens_out / (t + 1e-9),
 		out ? out : "stdout");
 	for (long b = 0; b < batch; b++) {

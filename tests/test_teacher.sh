@@ -58,7 +58,7 @@ if [ "$firsts" -ge 3 ]; then pass teacher_gen_qat_starts; else fail teacher_gen_
 
 # progress and summary on stderr
 "$TG" -n 3 --max-len 32 -o "$TMP/p.msgpack" "$MODEL" 2>"$TMP/p.err"
-if grep -q 'teacher-gen: 3 samples, [0-9]* tokens in' "$TMP/p.err"; then pass teacher_gen_summary; else fail teacher_gen_summary "$(cat "$TMP/p.err")"; fi
+if grep -q 'teacher-gen: 3 samples, [0-9]* generated tokens in' "$TMP/p.err"; then pass teacher_gen_summary; else fail teacher_gen_summary "$(cat "$TMP/p.err")"; fi
 
 # bad input
 "$TG" -n 0 -o "$TMP/x.msgpack" "$MODEL" 2>/dev/null; rc=$?
