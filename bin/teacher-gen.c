@@ -293,16 +293,18 @@ int main(int argc, char **argv)
 	if (tty)
 		fputc('\n', stderr);
 	(void)bytes_before;
-	if (failed || rl_write_end(w) || rl_writer_commit(w)) {
+	uint64_t written = 0;
+	if (failed || rl_write_end(w) || (written = rl_writer_bytes(w), rl_writer_commit(w))) {
 		char msg[512];
 		snprintf(msg, sizeof msg, "%s", rl_err());
 		rl_writer_abort(w);
 		errx(1, "%s: %s", out ? out : "<stdout>", msg);
 	}
 	double t = now() - t0;
-	fprintf(stderr, "teacher-gen: %llu samples, %llu generated tokens in %.1f s (%.0f tokens/s) -> %s\n",
+	uint64_t bytes = written;
+	fprintf(stderr, "teacher-gen: %llu samples, %llu generated tokens in %.1f s (%.0f tokens/s), %.0f bytes per sample -> %s\n",
 		(unsigned long long)done, (unsigned long long)tokens_out, t, (double)tokens_out / (t + 1e-9),
-		out ? out : "stdout");
+		done ? (double)bytes / (double)done : 0.0, out ? out : "stdout");
 	for (long b = 0; b < batch; b++) {
 		free(slots[b].tokens);
 		free(slots[b].tk_ids);

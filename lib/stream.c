@@ -784,6 +784,7 @@ struct rl_writer {
 	int failed, error;
 	msgpack_packer pk;
 	uint64_t count;
+	uint64_t bytes;        /* written so far */
 	rl_sha256 content;
 };
 
@@ -797,8 +798,11 @@ static int write_cb(void *data, const char *buf, size_t len)
 		w->error = errno;
 		return -1;
 	}
+	w->bytes += len;
 	return 0;
 }
+
+uint64_t rl_writer_bytes(const rl_writer *w) { return w->bytes; }
 
 rl_writer *rl_writer_open(const char *path)
 {

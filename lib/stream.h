@@ -109,6 +109,8 @@ int rl_write_end(rl_writer *w);
 /* Pushes what is buffered to the file or pipe, so a reader downstream can
  * consume complete messages as they come; -1 after rl_seterr on a write error. */
 int rl_writer_flush(rl_writer *w);
+/* Bytes written so far. */
+uint64_t rl_writer_bytes(const rl_writer *w);
 int rl_writer_commit(rl_writer *w);
 /* Removes the temporary file and frees the writer. */
 void rl_writer_abort(rl_writer *w);
