@@ -161,8 +161,11 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 		else
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
 				    w->data, IC, 0.0f, out, OC);
-	} else if ((N == 1 || f->exact) && rl_dtypes[w->dtype].group) {
-		/* reads the packed weights once */
+	} else if (f->exact) {
+		/* batch-invariant: each row dequantized once per batch, the same for every N */
+		rl_dqgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC);
+	} else if (N == 1 && rl_dtypes[w->dtype].group) {
+		/* decode reads the packed weights once */
 		rl_qgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC, f->qscratch);
 	} else {
 		size_t rb = rl_row_bytes(w->dtype, (uint64_t)IC);

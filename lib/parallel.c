@@ -207,12 +207,7 @@ static void gemv_part(void *arg, int64_t r0, int64_t r1)
 	}
 }
 
-void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y)
-{
-	rl_gemm_rows_f32(OC, IC, W, 1, x, (size_t)IC, y, (size_t)OC);
-}
-
-void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, size_t ldx, float *Y, size_t ldy)
+static void (*pick_rows(void))(const float *, const float *, float *, int64_t, int64_t, int)
 {
 	static void (*rows)(const float *, const float *, float *, int64_t, int64_t, int);
 	if (!rows) {
@@ -222,7 +217,22 @@ void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, siz
 			rows = gemv_rows_avx2;
 #endif
 	}
-	gemv_job j = { W, X, Y, IC, N, ldx, ldy, rows };
+	return rows;
+}
+
+void rl_dot_rows_f32(const float *W, const float *x, float *y, int64_t r0, int64_t r1, int IC)
+{
+	pick_rows()(W, x, y, r0, r1, IC);
+}
+
+void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y)
+{
+	rl_gemm_rows_f32(OC, IC, W, 1, x, (size_t)IC, y, (size_t)OC);
+}
+
+void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, size_t ldx, float *Y, size_t ldy)
+{
+	gemv_job j = { W, X, Y, IC, N, ldx, ldy, pick_rows() };
 	/* rows in multiples of 16 (64 bytes of output per cache line), at least ~64 KiB of weights per part */
 	int64_t grain = 16;
 	while (grain * IC * 4 < (64 << 10) && grain < OC)

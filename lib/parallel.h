@@ -26,4 +26,8 @@ void rl_gemv_f32(int OC, int IC, const float *W, const float *x, float *y);
  * result does not depend on the batch it was computed in. */
 void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, size_t ldx, float *Y, size_t ldy);
 
+/* y[r] = W row r . x for rows [r0, r1), on the calling thread: the per-row
+ * arithmetic of rl_gemv_f32. */
+void rl_dot_rows_f32(const float *W, const float *x, float *y, int64_t r0, int64_t r1, int IC);
+
 #endif

@@ -306,3 +306,45 @@ void rl_qgemv_ref(rl_dtype dt, int OC, int IC, const void *W, const float *x, fl
 		y[r] = (float)s;
 	}
 }
+
+/* ---- batch-invariant products: each row dequantized once, then dotted with every vector ---- */
+
+typedef struct {
+	rl_dtype dt;
+	const unsigned char *W;
+	const float *X;
+	float *Y;
+	int IC, N;
+	size_t ldx, ldy, rb;
+	int failed;
+} dqjob;
+
+static void dq_part(void *arg, int64_t r0, int64_t r1)
+{
+	dqjob *j = arg;
+	float *row = malloc((size_t)j->IC * sizeof(float));
+	if (!row) {
+		__atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	for (int64_t r = r0; r < r1; r++) {
+		rl_dtypes[j->dt].to_float(j->W + (size_t)r * j->rb, row, (size_t)j->IC);
+		for (int n = 0; n < j->N; n++)
+			rl_dot_rows_f32(row, j->X + (size_t)n * j->ldx, j->Y + (size_t)n * j->ldy + r, 0, 1, j->IC);
+	}
+	free(row);
+}
+
+int rl_dqgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y, size_t ldy)
+{
+	dqjob j = { dt, W, X, Y, IC, N, ldx, ldy, rl_row_bytes(dt, (uint64_t)IC), 0 };
+	int64_t grain = 16;
+	while (grain * (int64_t)j.rb < (64 << 10) && grain < OC)
+		grain *= 2;
+	rl_parallel_for(OC, grain, dq_part, &j);
+	if (j.failed) {
+		rl_seterr("out of memory for a row of %d weights", IC);
+		return -1;
+	}
+	return 0;
+}

@@ -49,6 +49,10 @@ int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *
 int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
 		  size_t ldy, float *scratch);
 size_t rl_qgemv_scratch(int IC, int N);
+/* The same product for any stored dtype, each row dequantized once (by the
+ * format's to_float) and dotted with every vector by rl_dot_rows_f32: outputs
+ * do not depend on N, and batches reuse the dequantized row. */
+int rl_dqgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y, size_t ldy);
 /* The reference: each row dequantized by the format's to_float, then a
  * double-precision dot. row holds IC floats. */
 void rl_qgemv_ref(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *row);
