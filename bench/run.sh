@@ -95,3 +95,31 @@ tg_compare() { # tg_compare LABEL MODEL TORCH_CONFIG STEPS N1 N32 GOAL
 [ -f "$stories" ] && tg_compare stories260K "$stories" "$top/bench/configs/stories260k.json" 128 64 64 5
 tg_compare "0.6B f32" "$work/model.msgpack" "$config" 16 8 32 1
 tg_compare "0.6B w4w2" "$work/w4w2.msgpack" "$config" 16 8 32 1
+
+# --- evalrun: three stories260K models on the dev data, and mc items/s against a PyTorch loop ---
+if [ -f "$stories" ]; then
+	data=$top/../shared/data
+	"$bin/qpack" -p f32 -o "$work/fp.msgpack" "$stories" 2>/dev/null
+	"$bin/qpack" -q rtn -o "$work/rtn.msgpack" "$work/fp.msgpack" 2>/dev/null
+	"$bin/qpack" -q mse -o "$work/mse.msgpack" "$work/fp.msgpack" 2>/dev/null
+	t0=$(secs)
+	"$bin/evalrun" -t "$threads" --task "ppl:$data/tinystories/dev.txt" --task "mc:$data/mc/tinystories_cloze.jsonl" \
+		--task "lastword:$data/tinystories/lastword.jsonl" --fp "$work/fp.msgpack" --quant "$work/rtn.msgpack" \
+		--recovered "$work/mse.msgpack" > /dev/null
+	t1=$(secs)
+	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "evalrun, 3 stories260K models x (ppl + KL over dev.txt, cloze, lastword): %.1f s (goal <= 60)\n", b - a }'
+	head -n 300 "$data/mc/tinystories_cloze.jsonl" > "$work/cloze300.jsonl"
+	for r in 1 2 3; do
+		t0=$(secs)
+		"$bin/evalrun" -t "$threads" --task "mc:$work/cloze300.jsonl" "$work/fp.msgpack" > /dev/null
+		t1=$(secs)
+		echo "$t0 $t1"
+	done | awk '{ print 300 / ($2 - $1) }' | sort -n | sed -n 2p > "$work/ours_items"
+	if [ "$have_torch" = 1 ]; then
+		pt=$(/usr/bin/python3 "$top/bench/torch_eval.py" "$stories" "$work/cloze300.jsonl" --items 300 --threads "$threads")
+		awk -v a="$(cat "$work/ours_items")" -v b="$(get "$pt" items_per_s)" 'BEGIN {
+			printf "evalrun mc items/s (300 cloze items, stories260K): ours %.1f, PyTorch loop %.1f: %.2f x\n", a, b, a / b }'
+	else
+		echo "evalrun mc items/s: ours $(cat "$work/ours_items"); PyTorch not measured (no python3-torch)"
+	fi
+fi

@@ -175,12 +175,7 @@ int main(int argc, char **argv)
 	msgpack_packer *pk = rl_writer_packer(w);
 	char producer[64];
 	snprintf(producer, sizeof producer, "teacher-gen %s", RL_VERSION);
-	msgpack_pack_map(pk, 16 + (kd_temp > 0));
-	rl_pack_kv_str(pk, "t", "header");
-	rl_pack_kv_str(pk, "format", "tstream");
-	rl_pack_kv_int(pk, "version", RL_TSTREAM_VERSION);
-	rl_pack_kv_str(pk, "kind", "samples");
-	rl_pack_kv_str(pk, "producer", producer);
+	rl_pack_header(pk, "samples", producer, 11 + (kd_temp > 0));
 	rl_pack_kv_str(pk, "teacher", m.source);
 	rl_pack_kv_int(pk, "vocab_size", V);
 	rl_pack_kv_int(pk, "topk", k == V ? 0 : k);

@@ -624,12 +624,7 @@ int rl_model_write(const rl_model *m, rl_writer *w, const char *producer,
 		   int (*write_tensor)(rl_writer *w, const rl_tensor *t, void *arg), void *arg)
 {
 	msgpack_packer *pk = rl_writer_packer(w);
-	msgpack_pack_map(pk, 8);
-	rl_pack_kv_str(pk, "t", "header");
-	rl_pack_kv_str(pk, "format", "tstream");
-	rl_pack_kv_int(pk, "version", RL_TSTREAM_VERSION);
-	rl_pack_kv_str(pk, "kind", "model");
-	rl_pack_kv_str(pk, "producer", producer);
+	rl_pack_header(pk, "model", producer, 3);
 	rl_pack_kv_str(pk, "arch", m->arch);
 	rl_pack_str(pk, "config");
 	pack_config(pk, &m->cfg);

@@ -998,6 +998,16 @@ int rl_write_tensor(rl_writer *w, const char *name, rl_dtype dtype, rl_dtype src
 	return rc;
 }
 
+void rl_pack_header(msgpack_packer *pk, const char *kind, const char *producer, int nextra)
+{
+	msgpack_pack_map(pk, (size_t)(5 + nextra));
+	rl_pack_kv_str(pk, "t", "header");
+	rl_pack_kv_str(pk, "format", "tstream");
+	rl_pack_kv_int(pk, "version", RL_TSTREAM_VERSION);
+	rl_pack_kv_str(pk, "kind", kind);
+	rl_pack_kv_str(pk, "producer", producer);
+}
+
 int rl_write_end(rl_writer *w)
 {
 	char hex[65];

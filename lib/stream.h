@@ -103,6 +103,10 @@ void rl_writer_message_done(rl_writer *w);
 int rl_write_tensor(rl_writer *w, const char *name, rl_dtype dtype, rl_dtype src_dtype, int ndim,
 		    const uint64_t *shape, const void *data,
 		    void (*stats_pack)(msgpack_packer *pk, void *arg), void *arg);
+/* Starts a header message: packs a map of 5 + nextra entries and its first
+ * five ("t", "format", "version", "kind", "producer"); the caller packs the
+ * nextra kind-specific ones, then calls rl_writer_message_done. */
+void rl_pack_header(msgpack_packer *pk, const char *kind, const char *producer, int nextra);
 /* Writes "end" with the message count and the content hash of the segment. */
 int rl_write_end(rl_writer *w);
 /* Flushes, closes and renames into place. On failure the temporary is removed. */

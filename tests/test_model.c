@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "eval.h"
 #include "model.h"
 #include "policy.h"
 #include "quant.h"
@@ -57,14 +58,6 @@ static int batch_logits(const rl_model *m, const int *tokens, int T, float *out)
 	return 0;
 }
 
-static int argmax(const float *v, int n)
-{
-	int best = 0;
-	for (int i = 1; i < n; i++)
-		if (v[i] > v[best])
-			best = i;
-	return best;
-}
 
 static void test_greedy(const rl_model *m)
 {
@@ -87,7 +80,7 @@ static void test_greedy(const rl_model *m)
 			CHECK(0, "greedy_llama2c_sample", "forward: %s", rl_err());
 			return;
 		}
-		int next = argmax(logits, V);
+		int next = (int)rl_argmax(logits, (size_t)V);
 		if (next == m->tok.bos_id)
 			break;
 		size_t plen;
