@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "eval.h"
+#include "json.h"
 #include "model.h"
 #include "sample.h"
 #include "stream.h"
@@ -21,7 +23,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: teacher-gen [-n N] [--seed S] [-k K] [--logits f16|f32] [--temp T] [--top-p P]\n"
 		"                   [--top-k K] [--min-len N] [--max-len N] [--start bos|qat] [--qat-greedy N]\n"
-		"                   [--kd-temp T] [--shard I/N] [-b BATCH] [-t N] [-o FILE] MODEL\n"
+		"                   [--prompts FILE | --score FILE] [--kd-temp T] [--shard I/N] [-b BATCH]\n"
+		"                   [-t N] [-o FILE] MODEL\n"
 		"Writes a samples stream to FILE (atomically) or stdout.\n");
 }
 
@@ -37,6 +40,9 @@ typedef struct {
 	uint64_t id;
 	rl_rng rng;
 	int *tokens, len, rows, greedy_left;
+	int plen;          /* prompt tokens (BOS counts) */
+	int fed;           /* tokens already in the KV cache */
+	int forced;        /* --score: tokens[0..forced) are given, not sampled */
 	int32_t *tk_ids;
 	unsigned char *tk_logits;
 	float *lse, *lse_tau;
@@ -60,6 +66,101 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 	return v;
 }
 
+/* Token sequences samples start from: prompts, or pieces of documents to score. */
+typedef struct {
+	int **ids;
+	int *len;
+	size_t n;
+} starts;
+
+static void starts_add(starts *st, int *ids, int len)
+{
+	int **a = realloc(st->ids, (st->n + 1) * sizeof *a);
+	int *l = a ? realloc(st->len, (st->n + 1) * sizeof *l) : NULL;
+	if (!a || !l)
+		errx(1, "out of memory");
+	st->ids = a;
+	st->len = l;
+	st->ids[st->n] = ids;
+	st->len[st->n++] = len;
+}
+
+static void starts_free(starts *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		free(st->ids[i]);
+	free(st->ids);
+	free(st->len);
+}
+
+/* One prompt a line (blank lines skipped), each encoded with BOS and leaving
+ * room for at least one token under max_len. */
+static void load_prompts(starts *st, const rl_model *m, const char *path, int max_len)
+{
+	size_t len;
+	char *text = rl_read_file(path, &len);
+	if (!text)
+		errx(1, "--prompts: %s", rl_err());
+	int line = 0;
+	for (char *p = text, *end = text + len; p < end;) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *e = nl ? nl : end;
+		line++;
+		char *a = p, *b = e;
+		while (a < b && (*a == ' ' || *a == '\t' || *a == '\r'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t' || b[-1] == '\r'))
+			b--;
+		if (b > a) {
+			int *ids;
+			size_t n;
+			if (rl_encode(&m->tok, a, (size_t)(b - a), 1, 0, &ids, &n))
+				errx(1, "%s:%d: %s", path, line, rl_err());
+			if (n >= (size_t)max_len)
+				errx(1, "%s:%d: a prompt of %zu tokens leaves no room under --max-len %d", path, line, n,
+				     max_len);
+			starts_add(st, ids, (int)n);
+		}
+		p = e + (nl != NULL);
+	}
+	free(text);
+	if (st->n == 0)
+		errx(1, "%s: no prompts", path);
+}
+
+/* Documents by the text rule, encoded with BOS, in pieces of max_len tokens
+ * overlapping by one: piece j starts with the last token of piece j-1, its
+ * prompt, so every token after BOS has exactly one row. */
+static void load_documents(starts *st, const rl_model *m, const char *path, int max_len)
+{
+	size_t len, ndocs;
+	rl_span *docs;
+	char *text = rl_read_file(path, &len);
+	if (!text)
+		errx(1, "--score: %s", rl_err());
+	if (rl_split_documents(text, len, &docs, &ndocs))
+		errx(1, "--score: %s: %s", path, rl_err());
+	for (size_t d = 0; d < ndocs; d++) {
+		int *ids;
+		size_t n;
+		if (rl_encode(&m->tok, docs[d].text, docs[d].len, 1, 0, &ids, &n))
+			errx(1, "%s: document %zu: %s", path, d + 1, rl_err());
+		for (size_t at = 0; at + 1 < n; at += (size_t)max_len - 1) {
+			size_t piece = n - at < (size_t)max_len ? n - at : (size_t)max_len;
+			int *p = malloc(piece * sizeof *p);
+			if (!p)
+				errx(1, "out of memory");
+			memcpy(p, ids + at, piece * sizeof *p);
+			starts_add(st, p, (int)piece);
+		}
+		free(ids);
+	}
+	free(docs);
+	free(text);
+	if (st->n == 0)
+		errx(1, "%s: no document with a token to predict", path);
+}
+
 int main(int argc, char **argv)
 {
 	rl_tool_init();
@@ -67,8 +168,8 @@ int main(int argc, char **argv)
 	unsigned long long seed = 1;
 	double temp = 1.0, top_p = 1.0, kd_temp = 0;
 	long sample_top_k = 0;
-	int threads = 0, qat = 0, f32_logits = 0;
-	const char *out = NULL;
+	int threads = 0, qat = 0, f32_logits = 0, n_given = 0;
+	const char *out = NULL, *prompts_path = NULL, *score_path = NULL;
 	static const struct option longopts[] = {
 		{ "seed", required_argument, NULL, 'S' }, { "logits", required_argument, NULL, 'L' },
 		{ "temp", required_argument, NULL, 'T' }, { "top-p", required_argument, NULL, 'P' },
@@ -76,12 +177,15 @@ int main(int argc, char **argv)
 		{ "max-len", required_argument, NULL, 'M' }, { "start", required_argument, NULL, 's' },
 		{ "qat-greedy", required_argument, NULL, 'g' }, { "kd-temp", required_argument, NULL, 'D' },
 		{ "shard", required_argument, NULL, 'H' }, { "help", no_argument, NULL, 'h' },
+		{ "prompts", required_argument, NULL, 'R' }, { "score", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "n:k:b:t:o:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'n': n = parse_long("-n", optarg, 1, 1L << 40); break;
+		case 'n': n = parse_long("-n", optarg, 1, 1L << 40), n_given = 1; break;
+		case 'R': prompts_path = optarg; break;
+		case 'C': score_path = optarg; break;
 		case 'k': k = parse_long("-k", optarg, 0, 1 << 24); break;
 		case 'b': batch = parse_long("-b", optarg, 1, 4096); break;
 		case 't':
@@ -125,6 +229,10 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (prompts_path && score_path)
+		errx(2, "--prompts and --score: one or the other");
+	if (qat && (prompts_path || score_path))
+		errx(2, "--start qat starts from a random token, not from --prompts or --score");
 	if (!out && isatty(1))
 		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
 	rl_set_threads(threads);
@@ -146,17 +254,35 @@ int main(int argc, char **argv)
 		errx(2, "--min-len %ld is longer than --max-len %ld", min_len, max_len);
 	size_t esz = f32_logits ? 4 : 2;
 
-	rl_forward *f = rl_forward_new(&m, (int)batch, (int)max_len);
+	/* --prompts: one prompt a line; --score: documents by the text rule, cut
+	 * into pieces of --max-len tokens that overlap by one, so every token
+	 * after BOS is predicted once. Both encoded with BOS. */
+	starts st = { 0 };
+	if (prompts_path)
+		load_prompts(&st, &m, prompts_path, (int)max_len);
+	if (score_path)
+		load_documents(&st, &m, score_path, (int)max_len);
+	if (st.n) {
+		if (score_path)
+			n = n_given && (uint64_t)n < st.n ? n : (long)st.n; /* -n: the first n pieces */
+		else if (!n_given)
+			n = (long)st.n; /* one sample a prompt */
+	}
+	/* a batch holds a whole prompt or piece, or one token of each slot */
+	long max_tokens = batch > max_len ? batch : max_len;
+
+	rl_forward *f = rl_forward_new(&m, (int)max_tokens, (int)max_len);
 	rl_kvcache kv;
 	if (!f || rl_forward_set_batch_invariant(f, 1) || rl_kvcache_init(&kv, &m, (int)batch, (int)max_len))
 		errx(1, "%s", rl_err());
 	slot *slots = calloc((size_t)batch, sizeof *slots);
-	float *logits = malloc((size_t)batch * V * sizeof(float)), *fs = malloc((size_t)V * sizeof(float));
+	float *logits = malloc((size_t)max_tokens * V * sizeof(float)), *fs = malloc((size_t)V * sizeof(float));
 	int *is = malloc((size_t)V * sizeof(int)), *tk = malloc((size_t)k * sizeof(int));
 	float *tv = malloc((size_t)k * sizeof(float));
 	rl_seq *seqs = malloc((size_t)batch * sizeof *seqs);
 	int *which = malloc((size_t)batch * sizeof(int));
-	if (!slots || !logits || !fs || !is || !tk || !tv || !seqs || !which)
+	int32_t *t32 = malloc((size_t)max_len * sizeof(int32_t));
+	if (!slots || !logits || !fs || !is || !tk || !tv || !seqs || !which || !t32)
 		errx(1, "out of memory");
 	for (long b = 0; b < batch; b++) {
 		slot *s = &slots[b];
@@ -181,7 +307,7 @@ int main(int argc, char **argv)
 	rl_pack_kv_int(pk, "topk", k == V ? 0 : k);
 	rl_pack_kv_str(pk, "logit_dtype", f32_logits ? "f32" : "f16");
 	rl_pack_kv_int(pk, "seed", (int64_t)seed);
-	rl_pack_kv_str(pk, "start", qat ? "qat" : "bos");
+	rl_pack_kv_str(pk, "start", qat ? "qat" : prompts_path ? "prompts" : score_path ? "score" : "bos");
 	rl_pack_kv_double(pk, "temperature", temp);
 	rl_pack_kv_double(pk, "top_p", top_p);
 	rl_pack_kv_int(pk, "top_k_sampling", sample_top_k);
@@ -204,78 +330,109 @@ int main(int argc, char **argv)
 				s->id = next;
 				next += (uint64_t)shard_n;
 				rl_rng_seed(&s->rng, seed, s->id);
-				s->tokens[0] = bos;
-				s->len = 1;
 				s->rows = 0;
+				s->fed = 0;
+				s->forced = 0;
 				s->greedy_left = qat ? (int)qat_greedy : 0;
-			}
-		int na = 0;
-		for (long b = 0; b < batch; b++)
-			if (slots[b].active) {
-				slot *s = &slots[b];
-				seqs[na] = (rl_seq){ .slot = (int)b, .pos0 = s->len - 1, .ntok = 1, .tokens = &s->tokens[s->len - 1] };
-				which[na++] = (int)b;
-			}
-		if (na == 0)
-			break;
-		if (rl_forward_run(f, &kv, na, seqs, logits))
-			errx(1, "%s", rl_err());
-		for (int a = 0; a < na; a++) {
-			slot *s = &slots[which[a]];
-			const float *z = logits + (size_t)a * V;
-			/* the row: the teacher's distribution over tokens[len], given tokens[0..len-1] */
-			rl_topk(z, V, (int)k, tk, tv);
-			for (long i = 0; i < k; i++) {
-				s->tk_ids[(size_t)s->rows * k + i] = tk[i];
-				if (f32_logits)
-					memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 4, &tv[i], 4);
-				else {
-					uint16_t h = rl_f32_to_f16(tv[i]);
-					memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 2, &h, 2);
+				if (st.n) {
+					size_t i = score_path ? (size_t)s->id : (size_t)(s->id % st.n);
+					memcpy(s->tokens, st.ids[i], (size_t)st.len[i] * sizeof(int));
+					s->len = st.len[i];
+					s->plen = score_path ? 1 : s->len;
+					s->forced = score_path ? s->len : 0;
+				} else {
+					s->tokens[0] = bos;
+					s->len = s->plen = 1;
 				}
 			}
-			s->lse[s->rows] = rl_logsumexp_scaled(z, V, 1.0f);
-			if (kd_temp > 0)
-				s->lse_tau[s->rows] = rl_logsumexp_scaled(z, V, (float)(1.0 / kd_temp));
-			s->rows++;
-			int tok;
-			if (qat && s->len == 1) {
-				tok = (int)(rl_rng_next(&s->rng) % (uint64_t)V); /* LLM-QAT: a random first token */
-			} else if (s->greedy_left > 0) {
-				tok = tk[0];
-				s->greedy_left--;
-			} else {
-				rl_sampler sp = { (float)temp, (int)sample_top_k, (float)top_p,
-						  s->len + 1 < min_len ? eos : -1 };
-				tok = rl_sample(z, V, &sp, &s->rng, is, fs);
+		/* two forward passes: slots with several tokens to feed (a prompt or a
+		 * piece to score), then those with one (the decode step) */
+		int any = 0;
+		for (int phase = 0; phase < 2 && !failed; phase++) {
+			int na = 0;
+			long ntok = 0;
+			for (long b = 0; b < batch; b++) {
+				slot *s = &slots[b];
+				int nt = s->len - s->fed;
+				if (!s->active || (phase == 0) != (nt > 1) || ntok + nt > max_tokens)
+					continue;
+				seqs[na] = (rl_seq){ .slot = (int)b, .pos0 = s->fed, .ntok = nt, .tokens = &s->tokens[s->fed] };
+				which[na++] = (int)b;
+				ntok += nt;
 			}
-			s->tokens[s->len++] = tok;
-			/* EOS ends a sample; so does BOS, which llama2.c models emit between stories */
-			if (tok == eos || tok == bos || s->len >= max_len) {
+			if (na == 0)
+				continue;
+			any = 1;
+			if (rl_forward_run(f, &kv, na, seqs, logits))
+				errx(1, "%s", rl_err());
+			size_t row0 = 0;
+			for (int a = 0; a < na && !failed; a++) {
+				slot *s = &slots[which[a]];
+				int nt = seqs[a].ntok;
+				/* row r of the logits: the distribution over tokens[fed + r + 1] */
+				int r_first = s->forced ? 0 : nt - 1, r_end = s->forced ? nt - 1 : nt;
+				for (int r = r_first; r < r_end; r++) {
+					const float *z = logits + (row0 + (size_t)r) * V;
+					rl_topk(z, V, (int)k, tk, tv);
+					for (long i = 0; i < k; i++) {
+						s->tk_ids[(size_t)s->rows * k + i] = tk[i];
+						if (f32_logits)
+							memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 4, &tv[i], 4);
+						else {
+							uint16_t h = rl_f32_to_f16(tv[i]);
+							memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 2, &h, 2);
+						}
+					}
+					s->lse[s->rows] = rl_logsumexp_scaled(z, V, 1.0f);
+					if (kd_temp > 0)
+						s->lse_tau[s->rows] = rl_logsumexp_scaled(z, V, (float)(1.0 / kd_temp));
+					s->rows++;
+				}
+				s->fed += nt;
+				int finished = s->forced != 0;
+				if (!s->forced) {
+					const float *z = logits + (row0 + (size_t)nt - 1) * V;
+					int tok;
+					if (qat && s->len == 1) {
+						tok = (int)(rl_rng_next(&s->rng) % (uint64_t)V); /* LLM-QAT: a random first token */
+					} else if (s->greedy_left > 0) {
+						tok = tk[0];
+						s->greedy_left--;
+					} else {
+						rl_sampler sp = { (float)temp, (int)sample_top_k, (float)top_p,
+								  s->len + 1 < min_len ? eos : -1 };
+						tok = rl_sample(z, V, &sp, &s->rng, is, fs);
+					}
+					s->tokens[s->len++] = tok;
+					/* EOS ends a sample; so does BOS, which llama2.c models emit between stories */
+					finished = tok == eos || tok == bos || s->len >= max_len;
+				}
+				row0 += (size_t)nt;
+				if (!finished)
+					continue;
 				size_t R = (size_t)s->rows;
 				msgpack_pack_map(pk, 7 + (kd_temp > 0));
 				rl_pack_kv_str(pk, "t", "sample");
 				rl_pack_kv_int(pk, "id", (int64_t)s->id);
-				int32_t *t32 = (int32_t *)is;
 				for (int i = 0; i < s->len; i++)
 					t32[i] = s->tokens[i];
 				rl_pack_kv_bin(pk, "tokens", t32, (size_t)s->len * 4);
-				rl_pack_kv_int(pk, "prompt_len", 1);
+				rl_pack_kv_int(pk, "prompt_len", s->plen);
 				rl_pack_kv_bin(pk, "topk_ids", s->tk_ids, R * k * 4);
 				rl_pack_kv_bin(pk, "topk_logits", s->tk_logits, R * k * esz);
 				rl_pack_kv_bin(pk, "logsumexp", s->lse, R * 4);
 				if (kd_temp > 0)
 					rl_pack_kv_bin(pk, "logsumexp_tau", s->lse_tau, R * 4);
 				rl_writer_message_done(w);
-				if (rl_writer_flush(w)) {
+				if (rl_writer_flush(w))
 					failed = 1;
-					break;
-				}
 				s->active = 0;
 				done++;
-				tokens_out += (uint64_t)s->rows; /* generated (and recorded) tokens, BOS not counted */
+				tokens_out += (uint64_t)s->rows; /* recorded positions */
 			}
 		}
+		if (!any)
+			break;
 		double t = now();
 		if (t - last >= (tty ? 0.5 : 10.0) || (done == total && tty)) {
 			last = t;
@@ -315,6 +472,8 @@ int main(int argc, char **argv)
 	free(tv);
 	free(seqs);
 	free(which);
+	free(t32);
+	starts_free(&st);
 	rl_kvcache_free(&kv);
 	rl_forward_free(f);
 	rl_model_free(&m);

@@ -72,6 +72,59 @@ if "$TG" -n 1 --max-len 5000 -o "$TMP/long.msgpack" "$MODEL" 2>"$TMP/long.err" &
 else
 	fail teacher_gen_max_len_clipped "$(cat "$TMP/long.err")"
 fi
+# --prompts: each sample starts with its prompt (BOS + encode), sampled after it;
+# a batch mixing prompt prefills with decode steps changes nothing, nor do shards
+printf 'Once upon a time\n\n  Lily and Tom went to the park.  \nThe cat\n' > "$TMP/prompts.txt"
+"$TG" --prompts "$TMP/prompts.txt" -n 7 -b 3 --max-len 40 --seed 2 -o "$TMP/p1.msgpack" "$MODEL" 2>/dev/null
+"$TG" --prompts "$TMP/prompts.txt" -n 7 -b 1 --max-len 40 --seed 2 -o "$TMP/p2.msgpack" "$MODEL" 2>/dev/null
+for i in 0 1; do "$TG" --prompts "$TMP/prompts.txt" -n 7 -b 2 --max-len 40 --seed 2 --shard $i/2 -o "$TMP/ps$i.msgpack" "$MODEL" 2>/dev/null; done
+cat "$TMP/ps0.msgpack" "$TMP/ps1.msgpack" > "$TMP/ps.msgpack"
+if [ -s "$TMP/p1.msgpack" ] && [ "$(samples "$TMP/p1.msgpack")" = "$(samples "$TMP/p2.msgpack")" ] &&
+	[ "$(samples "$TMP/p1.msgpack")" = "$(samples "$TMP/ps.msgpack")" ]; then
+	pass teacher_gen_prompts_batch_and_shards
+else
+	fail teacher_gen_prompts_batch_and_shards "batch size or sharding changed prompted samples"
+fi
+"$BIN/tsdump" --text --model "$MODEL" "$TMP/p1.msgpack" > "$TMP/p1.txt" 2>&1
+n0=$(grep -c '"id":[0-9]*,"prompt_len":5,.*"text":"Once upon a time' "$TMP/p1.txt")
+n1=$(grep -c '"prompt_len":[0-9]*,.*"text":"Lily and Tom went to the park\.' "$TMP/p1.txt")
+n2=$(grep -c '"text":"The cat' "$TMP/p1.txt")
+if [ "$n0" = 3 ] && [ "$n1" = 2 ] && [ "$n2" = 2 ]; then pass teacher_gen_prompts_cycle; else fail teacher_gen_prompts_cycle "prompt counts $n0 $n1 $n2, wanted 3 2 2"; fi
+printf '\n\n' > "$TMP/noprompts.txt"
+expect_fail teacher_gen_no_prompts "noprompts.txt: no prompts" "$TG" --prompts "$TMP/noprompts.txt" -o "$TMP/np.msgpack" "$MODEL"
+no_output teacher_gen_no_prompts_no_output "$TMP/np.msgpack"
+expect_fail teacher_gen_prompt_too_long "prompts.txt:3: a prompt of .* tokens leaves no room" "$TG" --prompts "$TMP/prompts.txt" --max-len 8 -o "$TMP/np.msgpack" "$MODEL"
+
+# --score: the teacher's logits over given text, no sampling. With the whole
+# vocabulary recorded, the NLL read back from the stream is evalrun's, and
+# pieces of --max-len tokens cover every token after BOS exactly once.
+head -c 2500 "$SHARED/data/tinystories/dev.txt" > "$TMP/score.txt"
+"$TG" --score "$TMP/score.txt" -k 0 --logits f32 -o "$TMP/sc.msgpack" "$MODEL" 2>/dev/null
+"$TG" --score "$TMP/score.txt" -k 4 --max-len 16 -o "$TMP/sc16.msgpack" "$MODEL" 2>/dev/null
+nll_of_stream() {
+	"$BIN/tsdump" --data "$1" | grep '"t":"sample"' | awk '
+	function field(name,   s) { s = $0; sub(".*\"" name "\":\\[", "", s); sub("\\].*", "", s); return s }
+	{ split(field("tokens"), tok, ","); R = split(field("logsumexp"), lse, ",")
+	  K = split(field("topk_ids"), ids, ",") / R; split(field("topk_logits"), lg, ",")
+	  match($0, /"prompt_len":[0-9]+/); P = substr($0, RSTART + 13, RLENGTH - 13)
+	  for (j = 0; j < R; j++) { t = tok[P + j + 1]; found = 0
+	    for (i = 1; i <= K; i++) if (ids[j * K + i] == t) { nll += lse[j + 1] - lg[j * K + i]; found = 1; break }
+	    if (!found) { print "missing"; exit 1 }
+	    n++ } }
+	END { printf "%.6f %d\n", nll / n, n }'
+}
+ours=$(nll_of_stream "$TMP/sc.msgpack")
+ev=$("$BIN/evalrun" --json --task "ppl:$TMP/score.txt" "$MODEL" | grep '"metric":"nll"' | sed 's/.*"value":\([^,]*\),.*"n":\([0-9]*\)}.*/\1 \2/')
+rows16=$("$BIN/tsdump" "$TMP/sc16.msgpack" | grep '"t":"sample"' | sed 's/.*"logsumexp":{"bytes":\([0-9]*\).*/\1/' | awk '{ s += $1 / 4 } END { print s }')
+if awk -v a="$ours" -v b="$ev" -v r="$rows16" 'BEGIN { split(a, x, " "); split(b, y, " ");
+	exit !(x[2] == y[2] && r == y[2] && (x[1] - y[1]) ^ 2 < (1e-4 * y[1]) ^ 2) }'; then
+	pass teacher_gen_score_matches_evalrun
+else
+	fail teacher_gen_score_matches_evalrun "stream nll/tokens $ours, evalrun $ev, rows with --max-len 16: $rows16"
+fi
+"$TG" --score "$TMP/score.txt" --prompts "$TMP/prompts.txt" "$MODEL" > /dev/null 2>&1
+if [ $? -eq 2 ]; then pass teacher_gen_score_and_prompts; else fail teacher_gen_score_and_prompts "not a usage error"; fi
+
 # a broken pipe ends it with status 1 (the reader saw a cut stream)
 (sh -c "'$TG' -n 200 --max-len 64 '$MODEL' 2>/dev/null; echo \$? > '$TMP/pipe.rc'") | head -c 2000 > /dev/null
 [ "$(cat "$TMP/pipe.rc")" = 1 ] && pass teacher_gen_broken_pipe || fail teacher_gen_broken_pipe "exit $(cat "$TMP/pipe.rc")"
