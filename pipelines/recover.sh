@@ -5,9 +5,11 @@
 # full-precision model stream (the teacher), quantizes it W4/W2-GateUp (the
 # student; $RECOVER_POLICY and $RECOVER_QUANTIZER change that), samples
 # synthetic training data from the teacher with its top-k logits (teacher-gen;
-# $RECOVER_SAMPLES of up to $RECOVER_LEN tokens), and measures both models'
-# perplexities (evalrun). Distillation and the recovery pack join as their
-# tools land.
+# $RECOVER_SAMPLES of up to $RECOVER_LEN tokens), and measures both models
+# with evalrun: perplexity and KL/top-1 agreement against the teacher on the
+# evaluation text, and, for stories260K's data, the TinyStories cloze and
+# last-word tasks. Distillation, the recovery table and the recovery pack join
+# as their tools land.
 #
 # MODEL defaults to $RECOVER_MODEL, else ../shared/models/stories260K (found
 # relative to this script, not the caller's directory), else a small seeded
@@ -88,9 +90,15 @@ samples=$out/samples.msgpack
 stage 3 synthesize "$samples" "$nsamples $slen" \
 	"$bin/teacher-gen" -n "$nsamples" --max-len "$slen" --seed 1 -o "$samples" "$teacher"
 
-# stage 4: evaluate
-say "[4/4] evaluate: perplexity on $text"
-"$bin/evalrun" --task "ppl:$text" "$teacher" "$student" > "$out/results.txt.tmp"
+# stage 4: evaluate; the cloze and last-word tasks are TinyStories', so only for models of its vocabulary
+tasks="--task ppl:$text"
+# ($RECOVER_TASKS=ppl keeps only the perplexity, =tinystories adds them for any model)
+if [ "${RECOVER_TASKS:-}" != ppl ] && { [ "$(basename "$model")" = stories260K.bin ] || [ "${RECOVER_TASKS:-}" = tinystories ]; }; then
+	tasks="$tasks --task mc:$shared/data/mc/tinystories_cloze.jsonl --task lastword:$shared/data/tinystories/lastword.jsonl"
+fi
+say "[4/4] evaluate: $tasks"
+# shellcheck disable=SC2086 # tasks holds several words on purpose
+"$bin/evalrun" $tasks --fp "$teacher" --quant "$student" -o "$out/results.msgpack" > "$out/results.txt.tmp"
 mv "$out/results.txt.tmp" "$out/results.txt"
 cat "$out/results.txt"
-say "done: $out/teacher.msgpack, $out/student.msgpack, $out/samples.msgpack, $out/results.txt (logs beside them)"
+say "done: $out/teacher.msgpack, $out/student.msgpack, $out/samples.msgpack, $out/results.txt and results.msgpack (logs beside them)"

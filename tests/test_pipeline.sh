@@ -7,8 +7,12 @@ export RECOVER_SAMPLES=8 RECOVER_LEN=64
 # the default model, with no model argument
 if SHARED=$SHARED "$R" "" "$TMP/out" >"$TMP/r1.out" 2>"$TMP/r1.err" &&
 	grep -q 'model: stories260K' "$TMP/r1.err" &&
-	grep -Eq '^[^ ]*teacher.msgpack +ppl:[^ ]+ +nll +1\.5542 ' "$TMP/out/results.txt" &&
-	grep -Eq '^[^ ]*student.msgpack +ppl:[^ ]+ +nll +[2-9]\.' "$TMP/out/results.txt" &&
+	grep -Eq '^[^ ]*teacher.msgpack +fp +ppl:[^ ]+ +nll +1\.5542 ' "$TMP/out/results.txt" &&
+	grep -Eq '^[^ ]*student.msgpack +quant +ppl:[^ ]+ +nll +[2-9]\.' "$TMP/out/results.txt" &&
+	grep -Eq '^[^ ]*student.msgpack +quant +ppl:[^ ]+ +kld +[0-9.]+ ' "$TMP/out/results.txt" &&
+	grep -Eq '^[^ ]*student.msgpack +quant +lastword:[^ ]+ +acc ' "$TMP/out/results.txt" &&
+	grep -Eq '^[^ ]*teacher.msgpack +fp +mc:[^ ]+ +acc_norm ' "$TMP/out/results.txt" &&
+	"$BIN/tsdump" "$TMP/out/results.msgpack" | grep -q '"metric":"kld"' &&
 	[ "$("$BIN/tsdump" "$TMP/out/samples.msgpack" | grep -c '"t":"sample"')" = 8 ]; then
 	pass pipeline_default_model
 else
@@ -16,7 +20,7 @@ else
 fi
 
 # a rerun reuses the complete import
-if SHARED=$SHARED "$R" "" "$TMP/out" >/dev/null 2>"$TMP/r2.err" && grep -q 'import: reusing' "$TMP/r2.err"; then
+if SHARED=$SHARED RECOVER_TASKS=ppl "$R" "" "$TMP/out" >/dev/null 2>"$TMP/r2.err" && grep -q 'import: reusing' "$TMP/r2.err"; then
 	pass pipeline_rerun_reuses
 else
 	fail pipeline_rerun_reuses "$(tail -n 3 "$TMP/r2.err" | tr '\n' ' ')"
