@@ -1,11 +1,13 @@
 #!/bin/sh
 # deps.sh: installs the Debian packages the toolkit needs, when missing.
-#   build: gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev
+#   build: gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev libpcre2-dev libutf8proc-dev
 #   tests: (none beyond the build)
 #   bench and reference scripts: python3-torch python3-numpy (DEPS_EXTRA=1 or `make bench`)
+#   make fuzz: clang, for libFuzzer (DEPS_FUZZ=1)
 set -e
-pkgs="gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev"
+pkgs="gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev libpcre2-dev libutf8proc-dev"
 [ "${DEPS_EXTRA:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy"
+[ "${DEPS_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang"
 missing=
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

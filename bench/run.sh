@@ -123,3 +123,10 @@ if [ -f "$stories" ]; then
 		echo "evalrun mc items/s: ours $(cat "$work/ours_items"); PyTorch not measured (no python3-torch)"
 	fi
 fi
+
+# --- tokenizers: encode speed of Qwen3's byte-level BPE and tok512 on the dev text ---
+qwen3_tok=$top/../shared/data/tokenizers/qwen3
+if [ -f "$qwen3_tok/tokenizer.json" ] && [ -f "$top/../shared/models/stories260K/tok512.bin" ]; then
+	"$top/bench/tokenizer_speed" "$top/../shared/data/tinystories/dev.txt" "$qwen3_tok" \
+		"$top/../shared/models/stories260K/tok512.bin"
+fi

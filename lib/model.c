@@ -12,7 +12,10 @@
 #include <cblas.h>
 
 #include "err.h"
+#include "gguf.h"
+#include "hf.h"
 #include "json.h"
+#include "lora.h"
 #include "model.h"
 #include "parallel.h"
 
@@ -119,8 +122,14 @@ int rl_model_layout(rl_model *m)
 
 static int in_mapping(const rl_model *m, const void *p)
 {
-	return m->mapping && (const char *)p >= (const char *)m->mapping &&
-	       (const char *)p < (const char *)m->mapping + m->mapping_size;
+	if (m->mapping && (const char *)p >= (const char *)m->mapping &&
+	    (const char *)p < (const char *)m->mapping + m->mapping_size)
+		return 1;
+	for (int i = 0; i < m->nmappings; i++)
+		if ((const char *)p >= (const char *)m->mappings[i].addr &&
+		    (const char *)p < (const char *)m->mappings[i].addr + m->mappings[i].size)
+			return 1;
+	return 0;
 }
 
 void rl_model_free(rl_model *m)
@@ -130,9 +139,16 @@ void rl_model_free(rl_model *m)
 			free(m->tensors[i].data);
 	if (m->mapping)
 		munmap(m->mapping, m->mapping_size);
+	for (int i = 0; i < m->nmappings; i++)
+		munmap(m->mappings[i].addr, m->mappings[i].size);
+	free(m->mappings);
 	free(m->tensors);
 	free(m->layers);
 	rl_tokenizer_free(&m->tok);
+	if (m->adapter) {
+		rl_adapter_free(m->adapter);
+		free(m->adapter);
+	}
 	memset(m, 0, sizeof *m);
 }
 
@@ -385,11 +401,81 @@ bad:
 	return -1;
 }
 
+/* The "bpe" form: byte-level BPE (tokenizer.h's rl_bpe_spec) with pieces. */
+static int parse_tokenizer_bpe(const msgpack_object *o, const rl_config *c, rl_tokenizer *tk)
+{
+	const msgpack_object *pieces = rl_mp_get(o, "pieces"), *splits = rl_mp_get(o, "splits");
+	const void *merges, *added;
+	size_t mlen, alen;
+	int64_t bos, eos;
+	rl_bpe_spec spec = { 0 };
+	if (!pieces || pieces->type != MSGPACK_OBJECT_ARRAY || !splits || splits->type != MSGPACK_OBJECT_ARRAY) {
+		rl_seterr("field %s: missing or not an array", pieces && pieces->type == MSGPACK_OBJECT_ARRAY ? "splits" : "pieces");
+		return -1;
+	}
+	if (rl_mp_bin(o, "merges", &merges, &mlen) || rl_mp_bin(o, "added", &added, &alen) ||
+	    rl_mp_int(o, "bos_id", &bos) || rl_mp_int(o, "eos_id", &eos) || rl_mp_bool(o, "nfc", &spec.nfc) ||
+	    rl_mp_bool(o, "add_prefix_space", &spec.add_prefix_space) ||
+	    rl_mp_bool(o, "ignore_merges", &spec.ignore_merges))
+		return -1;
+	uint32_t n = pieces->via.array.size, ns = splits->via.array.size;
+	if (n == 0 || n > (uint32_t)c->vocab_size || mlen % 8 || alen % 8 || alen / 8 > n || ns > 16 ||
+	    bos < -1 || bos >= n || eos < -1 || eos >= n) {
+		rl_seterr("%u pieces, %zu bytes of merges, %zu of added tokens, %u splits, bos_id %lld, eos_id %lld "
+			  "for a vocabulary of %d", n, mlen, alen, ns, (long long)bos, (long long)eos, c->vocab_size);
+		return -1;
+	}
+	const char **p = malloc(n * sizeof *p);
+	int *len = malloc(n * sizeof *len), *m = malloc(mlen + 8), *a = malloc(alen + 8);
+	char *pat[16] = { 0 };
+	int rc = -1;
+	if (!p || !len || !m || !a) {
+		rl_seterr("out of memory");
+		goto done;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object *e = &pieces->via.array.ptr[i];
+		if (e->type != MSGPACK_OBJECT_BIN || e->via.bin.size > 4096) {
+			rl_seterr("field pieces: piece %u is not bytes of at most 4096", i);
+			goto done;
+		}
+		p[i] = e->via.bin.ptr;
+		len[i] = (int)e->via.bin.size;
+	}
+	for (uint32_t i = 0; i < ns; i++) {
+		const msgpack_object *e = &splits->via.array.ptr[i];
+		if (e->type != MSGPACK_OBJECT_STR || memchr(e->via.str.ptr, 0, e->via.str.size) ||
+		    !(pat[i] = strndup(e->via.str.ptr, e->via.str.size))) {
+			rl_seterr("field splits: split %u is not a regex", i);
+			goto done;
+		}
+	}
+	memcpy(m, merges, mlen); /* i32 little-endian, maybe unaligned in the message */
+	memcpy(a, added, alen);
+	spec.nmerges = (int)(mlen / 8);
+	spec.merges = m;
+	spec.nadded = (int)(alen / 8);
+	spec.added = a;
+	spec.nsplits = (int)ns;
+	spec.splits = (const char *const *)pat;
+	rc = rl_tokenizer_init_bpe(tk, (int)n, p, len, &spec, (int)bos, (int)eos);
+done:
+	for (int i = 0; i < 16; i++)
+		free(pat[i]);
+	free(p);
+	free(len);
+	free(m);
+	free(a);
+	return rc;
+}
+
 static int parse_tokenizer(const msgpack_object *o, const rl_config *c, rl_tokenizer *tk)
 {
 	char type[32];
 	if (rl_mp_strcpy(o, "type", type, sizeof type))
 		return -1;
+	if (strcmp(type, "bpe") == 0)
+		return parse_tokenizer_bpe(o, c, tk);
 	if (strcmp(type, "sentencepiece")) {
 		rl_seterr("tokenizer type \"%s\" is not supported by this version", type);
 		return -1;
@@ -540,6 +626,7 @@ static int load_stream(const char *path, rl_model *m)
 			rl_seterr("%s: tensor %s is missing", path, m->tensors[i].name);
 			goto done;
 		}
+	rl_reader_content(r, m->content);
 	rc = 0;
 done:
 	rl_reader_close(r);
@@ -548,8 +635,39 @@ done:
 	return rc;
 }
 
+/* PATH+ADAPTER, split at plus: the model, then its adapter (lora.h). */
+static int load_with_adapter(const char *arg, int plus, const rl_load_opts *opts, rl_model *m)
+{
+	char *path = strndup(arg, (size_t)plus);
+	struct stat st;
+	rl_adapter a;
+	if (!path) {
+		rl_seterr("out of memory");
+		return -1;
+	}
+	if (strcmp(path, "-") && stat(path, &st) != 0) {
+		rl_seterr("%s: %s (nor is %s a file)", path, strerror(errno), arg);
+		free(path);
+		return -1;
+	}
+	int rc = rl_model_load(path, opts, m);
+	free(path);
+	if (rc)
+		return -1;
+	if (rl_adapter_read(arg + plus + 1, m, &a) || rl_model_attach_adapter(m, &a)) {
+		rl_adapter_free(&a);
+		rl_model_free(m);
+		return -1;
+	}
+	snprintf(m->origin, sizeof m->origin, "%s", arg);
+	return 0;
+}
+
 int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m)
 {
+	int plus = rl_model_arg_split(arg);
+	if (plus >= 0)
+		return load_with_adapter(arg, plus, opts, m);
 	memset(m, 0, sizeof *m);
 	snprintf(m->origin, sizeof m->origin, "%s", arg);
 	if (strcmp(arg, "-") == 0)
@@ -559,10 +677,8 @@ int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m)
 		rl_seterr("%s: %s", arg, strerror(errno));
 		return -1;
 	}
-	if (S_ISDIR(st.st_mode)) {
-		rl_seterr("%s: a directory: Hugging Face model directories are not supported by this version", arg);
-		return -1;
-	}
+	if (S_ISDIR(st.st_mode)) /* a Hugging Face model directory */
+		return rl_model_load_hf(arg, m);
 	unsigned char magic[4] = { 0 };
 	int fd = open(arg, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
@@ -575,10 +691,8 @@ int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m)
 	if (n >= 3 && ((magic[0] & 0xf0) == 0x80 || magic[0] == 0xde || magic[0] == 0xdf) &&
 	    ((magic[0] & 0xf0) != 0x80 || (magic[1] == 0xa1 && magic[2] == 't')))
 		return load_stream(arg, m);
-	if (n == 4 && memcmp(magic, "GGUF", 4) == 0) {
-		rl_seterr("%s: a GGUF file: GGUF import is not supported by this version", arg);
-		return -1;
-	}
+	if (n == 4 && memcmp(magic, "GGUF", 4) == 0)
+		return rl_model_load_gguf(arg, m);
 	return load_llama2c(arg, opts, m);
 }
 
@@ -603,8 +717,38 @@ static void pack_config(msgpack_packer *pk, const rl_config *c)
 	rl_pack_kv_bool(pk, "tied_embeddings", c->tied_embeddings);
 }
 
+static void pack_tokenizer_bpe(msgpack_packer *pk, const rl_tokenizer *tk)
+{
+	rl_bpe_spec spec;
+	rl_tokenizer_bpe_spec(tk, &spec);
+	msgpack_pack_map(pk, 11);
+	rl_pack_kv_str(pk, "t", "tokenizer");
+	rl_pack_kv_str(pk, "type", "bpe");
+	rl_pack_str(pk, "pieces");
+	msgpack_pack_array(pk, (size_t)tk->vocab_size);
+	for (int i = 0; i < tk->vocab_size; i++) {
+		msgpack_pack_bin(pk, (size_t)tk->piece_len[i]);
+		msgpack_pack_bin_body(pk, tk->pieces[i], (size_t)tk->piece_len[i]);
+	}
+	rl_pack_kv_bin(pk, "merges", spec.merges, (size_t)spec.nmerges * 2 * sizeof(int));
+	rl_pack_kv_bin(pk, "added", spec.added, (size_t)spec.nadded * 2 * sizeof(int));
+	rl_pack_str(pk, "splits");
+	msgpack_pack_array(pk, (size_t)spec.nsplits);
+	for (int i = 0; i < spec.nsplits; i++)
+		rl_pack_str(pk, spec.splits[i]);
+	rl_pack_kv_bool(pk, "nfc", spec.nfc);
+	rl_pack_kv_bool(pk, "add_prefix_space", spec.add_prefix_space);
+	rl_pack_kv_bool(pk, "ignore_merges", spec.ignore_merges);
+	rl_pack_kv_int(pk, "bos_id", tk->bos_id);
+	rl_pack_kv_int(pk, "eos_id", tk->eos_id);
+}
+
 static void pack_tokenizer(msgpack_packer *pk, const rl_tokenizer *tk)
 {
+	if (tk->kind == RL_TOKENIZER_BPE) {
+		pack_tokenizer_bpe(pk, tk);
+		return;
+	}
 	msgpack_pack_map(pk, 7);
 	rl_pack_kv_str(pk, "t", "tokenizer");
 	rl_pack_kv_str(pk, "type", "sentencepiece");
@@ -668,6 +812,86 @@ static double json_num(const rl_json *o, const char *key, double fallback)
 	return j && j->type == RL_JSON_NUMBER ? j->number : fallback;
 }
 
+/* What config.json may say that the forward pass does not compute is an
+ * error naming the key: another architecture, rope_scaling (none is
+ * implemented: it changes every position's angles), an activation other than
+ * SiLU, biases beyond Qwen2's q/k/v, sliding-window attention. */
+static int hf_config_supported(const rl_json *j, const char *path, const char *model_type)
+{
+	static const char *const archs[][2] = { { "llama", "LlamaForCausalLM" }, { "qwen2", "Qwen2ForCausalLM" },
+						{ "qwen3", "Qwen3ForCausalLM" } };
+	const rl_json *a = rl_json_get(j, "architectures");
+	if (a && a->type != RL_JSON_NULL) {
+		if (a->type != RL_JSON_ARRAY || a->len != 1 || a->items[0]->type != RL_JSON_STRING) {
+			rl_seterr("%s: architectures is not an array of one string", path);
+			return -1;
+		}
+		const char *name = a->items[0]->string;
+		size_t i = 0;
+		while (i < 3 && strcmp(name, archs[i][1]))
+			i++;
+		if (i == 3) {
+			rl_seterr("%s: architectures: \"%.60s\" is not supported (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)",
+				  path, name);
+			return -1;
+		}
+		if (strcmp(archs[i][0], model_type)) {
+			rl_seterr("%s: architectures \"%s\" disagrees with model_type \"%s\"", path, name, model_type);
+			return -1;
+		}
+	}
+	const rl_json *rs = rl_json_get(j, "rope_scaling");
+	if (rs && rs->type != RL_JSON_NULL) {
+		const rl_json *type = rs->type == RL_JSON_OBJECT ? rl_json_get(rs, "rope_type") : NULL;
+		if (!type && rs->type == RL_JSON_OBJECT)
+			type = rl_json_get(rs, "type");
+		/* "default" is plain RoPE, as without rope_scaling */
+		if (!type || type->type != RL_JSON_STRING || strcmp(type->string, "default")) {
+			rl_seterr("%s: rope_scaling type \"%.40s\" is not supported (no rope_scaling is implemented)",
+				  path, type && type->type == RL_JSON_STRING ? type->string : "?");
+			return -1;
+		}
+	}
+	const rl_json *act = rl_json_get(j, "hidden_act");
+	if (act && act->type != RL_JSON_NULL && (act->type != RL_JSON_STRING || strcmp(act->string, "silu"))) {
+		rl_seterr("%s: hidden_act \"%.40s\" is not supported (only silu)", path,
+			  act->type == RL_JSON_STRING ? act->string : "?");
+		return -1;
+	}
+	static const char *const nums[] = { "rope_theta", "rms_norm_eps" };
+	for (size_t i = 0; i < 2; i++) {
+		const rl_json *v = rl_json_get(j, nums[i]);
+		if (v && v->type != RL_JSON_NULL && v->type != RL_JSON_NUMBER) {
+			rl_seterr("%s: %s is not a number", path, nums[i]);
+			return -1;
+		}
+	}
+	const rl_json *tie = rl_json_get(j, "tie_word_embeddings");
+	if (tie && tie->type != RL_JSON_NULL && tie->type != RL_JSON_BOOL) {
+		rl_seterr("%s: tie_word_embeddings is not true or false", path);
+		return -1;
+	}
+	static const char *const off[] = { "attention_bias", "mlp_bias", "use_sliding_window" };
+	for (size_t i = 0; i < 3; i++) {
+		const rl_json *v = rl_json_get(j, off[i]);
+		/* Qwen2's q/k/v biases are its architecture, whatever attention_bias says */
+		if (v && v->type == RL_JSON_BOOL && v->boolean && !(i == 0 && strcmp(model_type, "qwen2") == 0)) {
+			rl_seterr("%s: %s true is not supported", path, off[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Without model_type: the one architectures names, else llama. */
+static const char *hf_model_type(const rl_json *j)
+{
+	const rl_json *a = rl_json_get(j, "architectures");
+	const char *name = a && a->type == RL_JSON_ARRAY && a->len == 1 && a->items[0]->type == RL_JSON_STRING
+				   ? a->items[0]->string : "";
+	return strcmp(name, "Qwen2ForCausalLM") == 0 ? "qwen2" : strcmp(name, "Qwen3ForCausalLM") == 0 ? "qwen3" : "llama";
+}
+
 int rl_config_from_json(const char *path, rl_config *c, char arch[16])
 {
 	size_t len;
@@ -683,7 +907,7 @@ int rl_config_from_json(const char *path, rl_config *c, char arch[16])
 	int rc = -1;
 	memset(c, 0, sizeof *c);
 	const rl_json *type = rl_json_get(j, "model_type");
-	const char *t = type && type->type == RL_JSON_STRING ? type->string : "llama";
+	const char *t = type && type->type == RL_JSON_STRING ? type->string : hf_model_type(j);
 	if (strcmp(t, "llama") && strcmp(t, "qwen2") && strcmp(t, "qwen3")) {
 		rl_seterr("%s: model_type \"%s\" is not llama, qwen2 or qwen3", path, t);
 		goto done;
@@ -700,11 +924,8 @@ int rl_config_from_json(const char *path, rl_config *c, char arch[16])
 		rl_seterr("%s: %s", path, rl_err());
 		goto done;
 	}
-	const rl_json *rs = rl_json_get(j, "rope_scaling");
-	if (rs && rs->type != RL_JSON_NULL) {
-		rl_seterr("%s: rope_scaling is not supported by this version", path);
+	if (hf_config_supported(j, path, t))
 		goto done;
-	}
 	const rl_json *tie = rl_json_get(j, "tie_word_embeddings");
 	c->tied_embeddings = tie && tie->type == RL_JSON_BOOL ? tie->boolean : 0;
 	c->rope_theta = json_num(j, "rope_theta", 10000);

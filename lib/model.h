@@ -46,6 +46,7 @@ typedef struct rl_model {
 	rl_config cfg;
 	rl_tokenizer tok;
 	char source[65];         /* sha256 of the canonical f32 tensors at import */
+	char content[65];        /* sha256 of the stream's tensor payloads when loaded from one, else "" (lora.h) */
 	char origin[512];        /* what it was loaded from, for messages */
 	int ntensors;
 	rl_tensor *tensors;      /* (ntensors) in canonical order */
@@ -55,6 +56,9 @@ typedef struct rl_model {
 	rl_layer *layers;        /* (L) */
 	void *mapping;           /* a memory-mapped file the tensors may point into */
 	size_t mapping_size;
+	struct rl_mapping { void *addr; size_t size; } *mappings; /* (nmappings) more of them (safetensors shards) */
+	int nmappings;
+	struct rl_adapter *adapter; /* an unmerged LoRA adapter the forward pass applies, or NULL; owned (lora.h) */
 } rl_model;
 
 typedef struct {
@@ -62,7 +66,10 @@ typedef struct {
 } rl_load_opts;
 
 /* The one entry point for model arguments: a model stream (file or "-"), or
- * a llama2.c checkpoint. Returns 0, or -1 with rl_err naming the path. */
+ * a llama2.c checkpoint. PATH+ADAPTER (when PATH+ADAPTER is not itself a
+ * file: split at the last '+') loads PATH and attaches the adapter stream
+ * ADAPTER (lora.h), refused unless it was made for that model.
+ * Returns 0, or -1 with rl_err naming the path. */
 int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m);
 void rl_model_free(rl_model *m);
 
@@ -125,5 +132,10 @@ int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seq
  * sampling needs to be reproducible under any batching or sharding. Slower
  * for long prefills; decode batches read the weights once. */
 int rl_forward_set_batch_invariant(rl_forward *f, int on);
+
+/* Called with the input (N rows of IC) of every linear layer w as the forward
+ * pass runs it: how qpack --importance gathers activation statistics. */
+typedef void (*rl_linear_observer)(void *arg, const rl_tensor *w, const float *inp, int N, int IC);
+void rl_forward_set_observer(rl_forward *f, rl_linear_observer fn, void *arg);
 
 #endif

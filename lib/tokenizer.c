@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bpe.h"
 #include "err.h"
 #include "tokenizer.h"
 
@@ -121,6 +122,7 @@ static int build_index(rl_tokenizer *tk, piece_index *ix)
 
 void rl_tokenizer_free(rl_tokenizer *tk)
 {
+	rl_bpe_free(tk->bpe);
 	piece_index *ix = tk->index;
 	if (ix) {
 		free(ix->bytes);
@@ -574,6 +576,8 @@ done:
 int rl_encode(const rl_tokenizer *tk, const char *text, size_t len, int bos, int eos,
 	      int **ids, size_t *n)
 {
+	if (tk->kind == RL_TOKENIZER_BPE)
+		return rl_bpe_encode(tk, text, len, bos, eos, ids, n);
 	*ids = NULL;
 	*n = 0;
 	if (len > (size_t)INT_MAX - 3) {
@@ -608,6 +612,10 @@ const char *rl_decode_piece(const rl_tokenizer *tk, int prev, int token, size_t 
 	}
 	const char *p = tk->pieces[token];
 	int n = tk->piece_len[token];
+	if (tk->kind == RL_TOKENIZER_BPE) { /* raw bytes, added tokens as written */
+		*len = (size_t)n;
+		return p;
+	}
 	if (tk->bos_id >= 0 && prev == tk->bos_id && n > 0 && p[0] == ' ') {
 		p++;
 		n--;
@@ -621,3 +629,4 @@ const char *rl_decode_piece(const rl_tokenizer *tk, int prev, int token, size_t 
 	*len = (size_t)n;
 	return p;
 }
+
