@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "importance.h"
 #include "model.h"
 #include "policy.h"
 #include "quant.h"
@@ -16,7 +17,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: qpack [-p POLICY] [-q rtn|mse] [-o FILE] [-t N] [--tokenizer FILE] MODEL\n"
+		"usage: qpack [-p POLICY] [-q rtn|mse] [--importance SAMPLES] [-o FILE] [-t N] [--tokenizer FILE] MODEL\n"
 		"       qpack --random CONFIG.json [--seed S] [-p POLICY] [-o FILE]\n"
 		"       qpack -p help\n"
 		"MODEL is a model stream (- for stdin) or a llama2.c checkpoint.\n"
@@ -27,6 +28,8 @@ static void usage(FILE *f)
 typedef struct {
 	rl_policy *policy;
 	rl_quant_method method;
+	const rl_model *m;
+	const rl_importance *imp;  /* --importance, or NULL */
 	int quiet;
 	double bytes, weights;     /* totals over the 2-D tensors, for the summary */
 	double qbytes, qweights;   /* the blocks' quantized matrices only */
@@ -70,7 +73,10 @@ static int write_tensor(rl_writer *w, const rl_tensor *t, void *arg)
 	void *q;
 	size_t bytes;
 	rl_quant_stats st;
-	if (rl_quantize_tensor(t, dt, c->method, NULL, &q, &bytes, &st))
+	const float *imp = NULL;
+	if (c->imp && t >= c->m->tensors && t < c->m->tensors + c->m->ntensors)
+		imp = c->imp->imp[t - c->m->tensors];
+	if (rl_quantize_tensor(t, dt, c->method, imp, &q, &bytes, &st))
 		return -1;
 	stats_arg sa = { &st, c->method, rl_dtype_quantized(dt) };
 	int rc = rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, q, pack_stats, &sa);
@@ -94,6 +100,7 @@ int main(int argc, char **argv)
 {
 	rl_tool_init();
 	const char *policy = RL_POLICY_DEFAULT, *out = NULL, *random_config = NULL, *method = "mse";
+	const char *importance = NULL;
 	rl_load_opts opts = { 0 };
 	unsigned long long seed = 1;
 	int threads = 0;
@@ -101,7 +108,7 @@ int main(int argc, char **argv)
 		{ "policy", required_argument, NULL, 'p' }, { "output", required_argument, NULL, 'o' },
 		{ "tokenizer", required_argument, NULL, 'T' }, { "random", required_argument, NULL, 'R' },
 		{ "seed", required_argument, NULL, 'S' }, { "help", no_argument, NULL, 'h' },
-		{ "quantizer", required_argument, NULL, 'q' },
+		{ "quantizer", required_argument, NULL, 'q' }, { "importance", required_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -116,6 +123,7 @@ int main(int argc, char **argv)
 			break;
 		case 'T': opts.tokenizer = optarg; break;
 		case 'R': random_config = optarg; break;
+		case 'I': importance = optarg; break;
 		case 'S':
 			if (rl_parse_seed(optarg, &seed))
 				errx(2, "--seed %s: not a non-negative integer", optarg);
@@ -159,6 +167,17 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; rl_policy_unmatched(ctx.policy, i); i++)
 		warnx("-p %s: warning: \"%s\" matches no tensor of this model", policy, rl_policy_unmatched(ctx.policy, i));
+	rl_importance imp;
+	ctx.m = &m;
+	if (importance) {
+		if (ctx.method == RL_QUANT_RTN)
+			warnx("--importance: warning: the rtn quantizer does not use it (-q mse does)");
+		if (rl_importance_collect(&m, importance, 0, &imp, NULL, NULL))
+			errx(1, "--importance: %s", rl_err());
+		ctx.imp = &imp;
+		fprintf(stderr, "qpack: importance from %llu samples, %llu tokens of %s\n",
+			(unsigned long long)imp.nsamples, (unsigned long long)imp.ntokens, importance);
+	}
 	rl_writer *w = rl_writer_open(out);
 	if (!w)
 		errx(1, "%s", rl_err());
@@ -184,6 +203,8 @@ int main(int argc, char **argv)
 	if (ctx.qweights > 0)
 		fprintf(stderr, "; the blocks' quantized ones %.3f bpw (%s)\n", 8 * ctx.qbytes / ctx.qweights,
 			rl_quant_method_name(ctx.method));
+	if (ctx.imp)
+		rl_importance_free(&imp);
 	rl_policy_free(ctx.policy);
 	rl_model_free(&m);
 	return 0;

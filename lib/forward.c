@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "err.h"
+#include "lora.h"
 #include "model.h"
 #include "parallel.h"
 #include "quant.h"
@@ -25,7 +26,16 @@ struct rl_forward {
 	int exact;           /* batch-invariant linear layers (rl_forward_set_batch_invariant) */
 	float *rope_cos, *rope_sin; /* (ctx, D/2) */
 	int *pos;            /* (N) position of each token */
+	rl_linear_observer observe; /* sees each linear layer's input, or NULL */
+	float *lora_tmp;     /* (N, r) A.x of an adapted linear, when the model has an adapter */
+	void *observe_arg;
 };
+
+void rl_forward_set_observer(rl_forward *f, rl_linear_observer fn, void *arg)
+{
+	f->observe = fn;
+	f->observe_arg = arg;
+}
 
 int rl_kvcache_init(rl_kvcache *c, const rl_model *m, int nslots, int ctx)
 {
@@ -97,6 +107,8 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 	f->rope_cos = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->rope_sin = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->pos = malloc(N * sizeof(int));
+	if (m->adapter)
+		f->lora_tmp = alloc_floats(N, (size_t)m->adapter->rank, &failed);
 	if (failed || !f->pos) {
 		rl_forward_free(f);
 		rl_seterr("forward workspace for %d tokens: out of memory", max_tokens);
@@ -147,7 +159,35 @@ void rl_forward_free(rl_forward *f)
 	free(f->rope_cos);
 	free(f->rope_sin);
 	free(f->pos);
+	free(f->lora_tmp);
 	free(f);
+}
+
+/* out (N, OC) += (alpha/r) . (inp (N, IC) . A^T) . B^T for an adapted linear:
+ * sgemm for batches, and row by row (each token alone) for decode and the
+ * batch-invariant mode, whose outputs must not depend on the batch. */
+static void lora_forward(rl_forward *f, float *out, const float *inp, const rl_adapter *ad,
+			 const rl_lora_target *g, int N)
+{
+	int r = ad->rank, OC = g->OC, IC = g->IC;
+	float scale = (float)(ad->alpha / r), *tmp = f->lora_tmp; /* (N, r) */
+	if (N == 1 || f->exact) {
+		rl_gemm_rows_f32(r, IC, g->a, N, inp, (size_t)IC, tmp, (size_t)r);
+		for (int n = 0; n < N; n++) {
+			const float *t = tmp + (size_t)n * r;
+			float *o = out + (size_t)n * OC;
+			for (int i = 0; i < OC; i++) {
+				const float *b = g->b + (size_t)i * r;
+				float d = 0.0f;
+				for (int j = 0; j < r; j++)
+					d += b[j] * t[j];
+				o[i] += scale * d;
+			}
+		}
+	} else {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, IC, 1.0f, inp, IC, g->a, IC, 0.0f, tmp, r);
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, r, scale, tmp, r, g->b, r, 1.0f, out, OC);
+	}
 }
 
 /* out (N, OC) = inp (N, IC) . W^T, W (OC, IC) in any storage; bias (OC) or NULL */
@@ -155,6 +195,8 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 			   const rl_tensor *bias, int N)
 {
 	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	if (f->observe)
+		f->observe(f->observe_arg, w, inp, N, IC);
 	if (w->dtype == RL_F32) {
 		if (N == 1 || f->exact)
 			rl_gemm_rows_f32(OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC);
@@ -186,6 +228,12 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 		for (int n = 0; n < N; n++)
 			for (int o = 0; o < OC; o++)
 				out[(size_t)n * OC + o] += b[o];
+	}
+	const rl_adapter *ad = f->m->adapter;
+	if (ad && f->lora_tmp) {
+		ptrdiff_t ti = w - f->m->tensors;
+		if (ti >= 0 && ti < ad->ntensors && ad->target_of[ti] >= 0)
+			lora_forward(f, out, inp, ad, &ad->targets[ad->target_of[ti]], N);
 	}
 }
 
