@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "dtype.h"
+#include "parallel.h"
 
 uint16_t rl_f32_to_f16(float f)
 {
@@ -202,10 +203,10 @@ __attribute__((target("avx2,f16c"))) static size_t groups_avx2(int bits, int g, 
 		for (int c = 0; c < g; c += 8, d += 8) {
 			__m256i v;
 			if (bits == 4) {
-				v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(*(const int *)q), sh4), m4);
+				v = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(rl_load_i32(q)), sh4), m4);
 				q += 4;
 			} else if (bits == 2) {
-				__m256i w = _mm256_set1_epi32(*(const int *)q);
+				__m256i w = _mm256_set1_epi32(rl_load_i32(q));
 				v = _mm256_and_si256(_mm256_srlv_epi32(w, (c & 8) ? sh2h : sh2), m2);
 				if (c & 8)
 					q += 4;
@@ -228,7 +229,7 @@ static void group_to_float(int bits, int g, const void *restrict src, float *res
 #if defined(__x86_64__)
 	static int avx2 = -1;
 	if (avx2 < 0)
-		avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+		avx2 = rl_cpu_avx2();
 	if (avx2 && bits != 3 && g % 32 == 0) {
 		start = groups_avx2(bits, g, p, dst, n);
 		p += start / (size_t)g * (4 + (size_t)g * (size_t)bits / 8);

@@ -5,6 +5,7 @@
 #define RL_DTYPE_H
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Our group formats, b bits in groups of g (see DESIGN.md, "Quantized formats"):
  * per group an f16 scale, an f16 min, then ceil(g*b/8) bytes of q packed LSB-first;
@@ -61,6 +62,22 @@ float rl_bf16_to_f32(uint16_t h);
 static inline int rl_mul_size(size_t a, size_t b, size_t *out)
 {
 	return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+
+/* Unaligned little-endian loads from packed blocks, without the undefined
+ * behaviour of casting a byte pointer (compilers make them one instruction). */
+static inline int rl_load_i32(const void *p)
+{
+	int v;
+	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline uint16_t rl_load_u16(const void *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
 }
 
 #endif

@@ -1,4 +1,7 @@
 /* parallel.c: a small pool of worker threads and the f32 matrix-vector product. */
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -207,13 +210,29 @@ static void gemv_part(void *arg, int64_t r0, int64_t r1)
 	}
 }
 
+int rl_cpu_avx2(void)
+{
+#if defined(__x86_64__)
+	static int has = -1;
+	if (has < 0) {
+		/* F16C is CPUID leaf 1, ECX bit 29 (clang's __builtin_cpu_supports knows no "f16c") */
+		unsigned a, b, c = 0, d;
+		int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1);
+		has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+	}
+	return has;
+#else
+	return 0;
+#endif
+}
+
 static void (*pick_rows(void))(const float *, const float *, float *, int64_t, int64_t, int)
 {
 	static void (*rows)(const float *, const float *, float *, int64_t, int64_t, int);
 	if (!rows) {
 		rows = gemv_rows_generic;
 #if defined(__x86_64__)
-		if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		if (rl_cpu_avx2())
 			rows = gemv_rows_avx2;
 #endif
 	}

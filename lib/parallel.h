@@ -17,6 +17,8 @@ void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t beg
 
 /* n >= 1; starts or stops workers as needed. */
 void rl_parallel_set_threads(int n);
+/* 1 when the CPU (and OS) run AVX2 with FMA and F16C, what our x86 kernels use. */
+int rl_cpu_avx2(void);
 int rl_parallel_threads(void);
 
 /* y (OC) = W (OC, IC) . x (IC), all f32, W row-major; threads split the rows. */

@@ -131,10 +131,10 @@ AVX2 static inline __m256 u8x8(__m128i v)
 		__m256 f0, f1, f2, f3;                                                             \
 		if (BITS == 4) {                                                                   \
 			/* each 32-bit word holds 8 nibbles: element i at bits 4i, LSB-first */     \
-			__m256i w0 = _mm256_set1_epi32(*(const int *)q);                           \
-			__m256i w1 = _mm256_set1_epi32(*(const int *)(q + 4));                     \
-			__m256i w2 = _mm256_set1_epi32(*(const int *)(q + 8));                     \
-			__m256i w3 = _mm256_set1_epi32(*(const int *)(q + 12));                    \
+			__m256i w0 = _mm256_set1_epi32(rl_load_i32(q));                           \
+			__m256i w1 = _mm256_set1_epi32(rl_load_i32(q + 4));                     \
+			__m256i w2 = _mm256_set1_epi32(rl_load_i32(q + 8));                     \
+			__m256i w3 = _mm256_set1_epi32(rl_load_i32(q + 12));                    \
 			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w0, sh4), m4)); \
 			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w1, sh4), m4)); \
 			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w2, sh4), m4)); \
@@ -142,8 +142,8 @@ AVX2 static inline __m256 u8x8(__m128i v)
 			q += 16;                                                                   \
 		} else if (BITS == 2) {                                                            \
 			/* each 32-bit word holds 16 elements at bits 2i */                         \
-			__m256i w0 = _mm256_set1_epi32(*(const int *)q);                           \
-			__m256i w1 = _mm256_set1_epi32(*(const int *)(q + 4));                     \
+			__m256i w0 = _mm256_set1_epi32(rl_load_i32(q));                           \
+			__m256i w1 = _mm256_set1_epi32(rl_load_i32(q + 4));                     \
 			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w0, sh2), m2)); \
 			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w0, sh2h), m2)); \
 			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w1, sh2), m2)); \
@@ -188,8 +188,8 @@ AVX2 static inline __m256 u8x8(__m128i v)
 			float rest = 0;                                                            \
 			const float *xc = v.x;                                                     \
 			for (int gi = 0; gi < full; gi++, p += gb) {                               \
-				float sc = _cvtsh_ss(*(const uint16_t *)p);                        \
-				rest += _cvtsh_ss(*(const uint16_t *)(p + 2)) * v.xsum[gi];        \
+				float sc = _cvtsh_ss(rl_load_u16(p));                        \
+				rest += _cvtsh_ss(rl_load_u16(p + 2)) * v.xsum[gi];        \
 				const unsigned char *q = p + 4;                                    \
 				__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();         \
 				for (int c = 0; c < G; c += 32)                                    \
@@ -199,7 +199,7 @@ AVX2 static inline __m256 u8x8(__m128i v)
 				acc1 = _mm256_fmadd_ps(t1, s, acc1);                               \
 			}                                                                          \
 			if (full * G < IC) {                                                       \
-				float mn = _cvtsh_ss(*(const uint16_t *)(p + 2));                  \
+				float mn = _cvtsh_ss(rl_load_u16(p + 2));                  \
 				rest += mn * v.xsum[full] + other_group(j, &v, p, full * G, full, IC - full * G, mn); \
 			}                                                                          \
 			__m256 a = _mm256_add_ps(acc0, acc1);                                      \
@@ -248,8 +248,7 @@ int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float
 	if (use_avx2 < 0) {
 		use_avx2 = 0;
 #if defined(__x86_64__)
-		use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-			   __builtin_cpu_supports("f16c");
+		use_avx2 = rl_cpu_avx2();
 #endif
 	}
 	int G = tr->group, bits = tr->qbits, ngroups = (IC + G - 1) / G;

@@ -118,12 +118,14 @@ static void test_sampler(void)
 /* Every recorded row against the batched forward pass over the sample's tokens. */
 static void test_recorded_logits(void)
 {
-	const char *model = "../shared/models/stories260K/stories260K.bin";
+	char model[4096];
+	snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin",
+		 getenv("SHARED") ? getenv("SHARED") : "../shared");
 	if (access("bin/teacher-gen", X_OK) || access(model, R_OK)) {
 		t_skip("recorded_logits_equal_forward", "bin/teacher-gen or ../shared's stories260K is missing");
 		return;
 	}
-	char path[] = "/tmp/rltest_samplesXXXXXX", cmd[512];
+	char path[] = "/tmp/rltest_samplesXXXXXX", cmd[4700];
 	int fd = mkstemp(path);
 	close(fd);
 	snprintf(cmd, sizeof cmd, "bin/teacher-gen -n 6 -b 4 -k 16 --logits f32 --kd-temp 2 --max-len 40 --seed 5 -o %s %s 2>/dev/null",
