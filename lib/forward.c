@@ -118,7 +118,7 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 	int half = c->head_dim / 2;
 	for (int p = 0; p < ctx; p++)
 		for (int j = 0; j < half; j++) {
-			double freq = pow(c->rope_theta, -2.0 * j / c->head_dim);
+			double freq = rl_rope_freq(c, j);
 			f->rope_cos[(size_t)p * half + j] = (float)cos(p * freq);
 			f->rope_sin[(size_t)p * half + j] = (float)sin(p * freq);
 		}

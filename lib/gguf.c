@@ -469,8 +469,13 @@ static int load_config(const rl_gguf *g, rl_model *m)
 	char scaling[32];
 	if ((r = kv_string(g, key, scaling, sizeof scaling, 0)) < 0)
 		return -1;
-	if (r == 0 && strcmp(scaling, "none")) {
-		rl_seterr("%s: %s is \"%s\": RoPE scaling is not implemented", g->path, key, scaling);
+	if (r == 0 && !strcmp(scaling, "linear")) {
+		c->rope_scaling = RL_ROPE_SCALING_LINEAR;
+		snprintf(key, sizeof key, "%s.rope.scaling.factor", a);
+		if (kv_float(g, key, &c->rope_factor, 1))
+			return -1;
+	} else if (r == 0 && strcmp(scaling, "none")) {
+		rl_seterr("%s: %s is \"%s\" (none and linear are implemented)", g->path, key, scaling);
 		return -1;
 	}
 	c->rope_style = strcmp(a, "llama") ? RL_ROPE_HALF : RL_ROPE_INTERLEAVED;
@@ -655,7 +660,8 @@ int rl_model_load_gguf(const char *path, rl_model *m)
 		int k = find_index(m, s->name);
 		if (k < 0) {
 			if (!strcmp(s->name, "rope_freqs.weight")) {
-				rl_seterr("%s: tensor rope_freqs.weight: RoPE frequency factors are not implemented", path);
+				rl_seterr("%s: tensor rope_freqs.weight: per-pair RoPE frequency factors (llama3 scaling "
+					  "in GGUF) are not read by this version; load the HF directory instead", path);
 				goto done;
 			}
 			rl_seterr("%s: tensor %s is not one of a %s model's", path, s->name, m->arch);

@@ -21,6 +21,25 @@
 
 #define MAX_DIM (1 << 20)
 
+double rl_rope_freq(const rl_config *c, int j)
+{
+	double f = pow(c->rope_theta, -2.0 * j / c->head_dim);
+	if (c->rope_scaling == RL_ROPE_SCALING_LINEAR)
+		return f / c->rope_factor;
+	if (c->rope_scaling == RL_ROPE_SCALING_LLAMA3) {
+		double wavelen = 2 * M_PI / f, old = c->rope_original_ctx;
+		double lo = old / c->rope_low_freq_factor, hi = old / c->rope_high_freq_factor;
+		if (wavelen < hi)
+			return f;
+		if (wavelen > lo)
+			return f / c->rope_factor;
+		double smooth = (old / wavelen - c->rope_low_freq_factor) /
+				(c->rope_high_freq_factor - c->rope_low_freq_factor);
+		return (1 - smooth) * f / c->rope_factor + smooth * f;
+	}
+	return f;
+}
+
 int rl_config_check(const rl_config *c)
 {
 	struct { const char *name; int v, max; } dims[] = {
@@ -48,6 +67,18 @@ int rl_config_check(const rl_config *c)
 	}
 	if (!(c->rope_theta > 0 && isfinite(c->rope_theta)) || !(c->norm_eps > 0 && c->norm_eps < 1)) {
 		rl_seterr("config: rope_theta %g or norm_eps %g out of range", c->rope_theta, c->norm_eps);
+		return -1;
+	}
+	if (c->rope_scaling != RL_ROPE_SCALING_NONE && !(c->rope_factor > 0 && c->rope_factor <= 1e6)) {
+		rl_seterr("config: rope scaling factor %g is not in (0, 1e6]", c->rope_factor);
+		return -1;
+	}
+	if (c->rope_scaling == RL_ROPE_SCALING_LLAMA3 &&
+	    !(c->rope_low_freq_factor > 0 && c->rope_high_freq_factor > c->rope_low_freq_factor &&
+	      c->rope_high_freq_factor <= 1e6 && c->rope_original_ctx > 0)) {
+		rl_seterr("config: llama3 rope scaling needs 0 < low_freq_factor (%g) < high_freq_factor (%g) and "
+			  "original_max_position_embeddings (%d) > 0",
+			  c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_ctx);
 		return -1;
 	}
 	return 0;
@@ -387,6 +418,27 @@ static int parse_config(const msgpack_object *h, rl_config *c, char arch[16])
 	    rl_mp_bool(cfg, "qkv_bias", &c->qkv_bias) || rl_mp_bool(cfg, "tied_embeddings", &c->tied_embeddings) ||
 	    rl_mp_strcpy(h, "arch", arch, 16))
 		goto bad;
+	const msgpack_object *rs = rl_mp_get(cfg, "rope_scaling");
+	if (rs) {
+		char type[16];
+		if (rs->type != MSGPACK_OBJECT_MAP || rl_mp_strcpy(rs, "type", type, sizeof type) ||
+		    rl_mp_double(rs, "factor", &c->rope_factor))
+			goto bad;
+		if (!strcmp(type, "linear")) {
+			c->rope_scaling = RL_ROPE_SCALING_LINEAR;
+		} else if (!strcmp(type, "llama3")) {
+			int64_t orig;
+			c->rope_scaling = RL_ROPE_SCALING_LLAMA3;
+			if (rl_mp_double(rs, "low_freq_factor", &c->rope_low_freq_factor) ||
+			    rl_mp_double(rs, "high_freq_factor", &c->rope_high_freq_factor) ||
+			    rl_mp_int(rs, "original_max_position_embeddings", &orig))
+				goto bad;
+			c->rope_original_ctx = orig > 0 && orig <= (1 << 24) ? (int)orig : 0;
+		} else {
+			rl_seterr("config: rope_scaling type \"%s\" is not linear or llama3", type);
+			return -1;
+		}
+	}
 	if (strcmp(style, "interleaved") == 0)
 		c->rope_style = RL_ROPE_INTERLEAVED;
 	else if (strcmp(style, "half") == 0)
@@ -700,7 +752,20 @@ int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m)
 
 static void pack_config(msgpack_packer *pk, const rl_config *c)
 {
-	msgpack_pack_map(pk, 14);
+	int scaled = c->rope_scaling != RL_ROPE_SCALING_NONE;
+	msgpack_pack_map(pk, 14 + scaled);
+	if (scaled) { /* absent without scaling, so older streams stay byte for byte */
+		int l3 = c->rope_scaling == RL_ROPE_SCALING_LLAMA3;
+		rl_pack_str(pk, "rope_scaling");
+		msgpack_pack_map(pk, 2 + 3 * l3);
+		rl_pack_kv_str(pk, "type", l3 ? "llama3" : "linear");
+		rl_pack_kv_double(pk, "factor", c->rope_factor);
+		if (l3) {
+			rl_pack_kv_double(pk, "low_freq_factor", c->rope_low_freq_factor);
+			rl_pack_kv_double(pk, "high_freq_factor", c->rope_high_freq_factor);
+			rl_pack_kv_int(pk, "original_max_position_embeddings", c->rope_original_ctx);
+		}
+	}
 	rl_pack_kv_int(pk, "dim", c->dim);
 	rl_pack_kv_int(pk, "hidden_dim", c->hidden_dim);
 	rl_pack_kv_int(pk, "n_layers", c->n_layers);
@@ -813,9 +878,9 @@ static double json_num(const rl_json *o, const char *key, double fallback)
 }
 
 /* What config.json may say that the forward pass does not compute is an
- * error naming the key: another architecture, rope_scaling (none is
- * implemented: it changes every position's angles), an activation other than
- * SiLU, biases beyond Qwen2's q/k/v, sliding-window attention. */
+ * error naming the key: another architecture, a rope_scaling other than
+ * linear and llama3 (it changes every position's angles), an activation other
+ * than SiLU, biases beyond Qwen2's q/k/v, sliding-window attention. */
 static int hf_config_supported(const rl_json *j, const char *path, const char *model_type)
 {
 	static const char *const archs[][2] = { { "llama", "LlamaForCausalLM" }, { "qwen2", "Qwen2ForCausalLM" },
@@ -846,8 +911,9 @@ static int hf_config_supported(const rl_json *j, const char *path, const char *m
 		if (!type && rs->type == RL_JSON_OBJECT)
 			type = rl_json_get(rs, "type");
 		/* "default" is plain RoPE, as without rope_scaling */
-		if (!type || type->type != RL_JSON_STRING || strcmp(type->string, "default")) {
-			rl_seterr("%s: rope_scaling type \"%.40s\" is not supported (no rope_scaling is implemented)",
+		if (!type || type->type != RL_JSON_STRING ||
+		    (strcmp(type->string, "default") && strcmp(type->string, "linear") && strcmp(type->string, "llama3"))) {
+			rl_seterr("%s: rope_scaling type \"%.40s\" is not supported (default, linear and llama3 are)",
 				  path, type && type->type == RL_JSON_STRING ? type->string : "?");
 			return -1;
 		}
@@ -933,6 +999,21 @@ int rl_config_from_json(const char *path, rl_config *c, char arch[16])
 	c->rope_style = RL_ROPE_HALF;
 	c->qk_norm = strcmp(t, "qwen3") == 0;
 	c->qkv_bias = strcmp(t, "qwen2") == 0;
+	const rl_json *rs = rl_json_get(j, "rope_scaling");
+	if (rs && rs->type == RL_JSON_OBJECT) {
+		const rl_json *type = rl_json_get(rs, "rope_type") ? rl_json_get(rs, "rope_type") : rl_json_get(rs, "type");
+		c->rope_scaling = !strcmp(type->string, "linear") ? RL_ROPE_SCALING_LINEAR
+				  : !strcmp(type->string, "llama3") ? RL_ROPE_SCALING_LLAMA3 : RL_ROPE_SCALING_NONE;
+		c->rope_factor = json_num(rs, "factor", NAN);
+		c->rope_low_freq_factor = json_num(rs, "low_freq_factor", NAN);
+		c->rope_high_freq_factor = json_num(rs, "high_freq_factor", NAN);
+		double orig = json_num(rs, "original_max_position_embeddings", NAN);
+		c->rope_original_ctx = orig >= 1 && orig <= (1 << 24) ? (int)orig : 0;
+		if (c->rope_scaling != RL_ROPE_SCALING_NONE && isnan(c->rope_factor)) {
+			rl_seterr("%s: rope_scaling: factor is missing or not a number", path);
+			goto done;
+		}
+	}
 	if (rl_config_check(c)) {
 		rl_seterr("%s: %s", path, rl_err());
 		goto done;

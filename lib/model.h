@@ -15,10 +15,19 @@
 
 typedef enum { RL_ROPE_INTERLEAVED, RL_ROPE_HALF } rl_rope_style;
 
+/* RoPE frequency scaling for long contexts: none; "linear" (position
+ * interpolation: every frequency / factor); "llama3" (Llama 3.1's: long
+ * wavelengths / factor, short ones kept, a smooth blend between). */
+typedef enum { RL_ROPE_SCALING_NONE, RL_ROPE_SCALING_LINEAR, RL_ROPE_SCALING_LLAMA3 } rl_rope_scaling;
+
 typedef struct {
 	int dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_dim, vocab_size, seq_len;
 	double rope_theta, norm_eps;
 	rl_rope_style rope_style; /* interleaved pairs (llama2.c, Meta) or rotate-half (HF) */
+	rl_rope_scaling rope_scaling;
+	double rope_factor;       /* linear, llama3: > 0 */
+	double rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+	int rope_original_ctx;    /* llama3: original_max_position_embeddings */
 	int qk_norm;              /* RMSNorm of each head of q and k before RoPE (Qwen3) */
 	int qkv_bias;             /* biases on q, k, v (Qwen2) */
 	int tied_embeddings;      /* the classifier is token_embd */
@@ -72,6 +81,10 @@ typedef struct {
  * Returns 0, or -1 with rl_err naming the path. */
 int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m);
 void rl_model_free(rl_model *m);
+
+/* The rotation frequency of pair j (0 <= j < head_dim/2) in radians per
+ * position: rope_theta^(-2j/head_dim), scaled as the config says. */
+double rl_rope_freq(const rl_config *c, int j);
 
 /* Config checks shared by every loader: sizes positive, consistent, bounded. */
 int rl_config_check(const rl_config *c);

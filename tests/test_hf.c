@@ -169,6 +169,13 @@ static void test_model(const char *which)
 			      m.output == m.token_embd && c->rope_theta == 1e6 && m.layers[1].ffn_up->dtype == RL_F16 &&
 			      m.layers[1].attn_v_bias->dtype == RL_F32,
 		      name, "arch %s", m.arch);
+	else if (strcmp(which, "llama3rope") == 0)
+		CHECK(c->rope_scaling == RL_ROPE_SCALING_LLAMA3 && c->rope_factor == 8 && c->rope_original_ctx == 16 &&
+			      c->rope_low_freq_factor == 1 && c->rope_high_freq_factor == 4,
+		      name, "rope scaling %d factor %g", c->rope_scaling, c->rope_factor);
+	else if (strcmp(which, "linearrope") == 0)
+		CHECK(c->rope_scaling == RL_ROPE_SCALING_LINEAR && c->rope_factor == 4, name, "rope scaling %d factor %g",
+		      c->rope_scaling, c->rope_factor);
 	else
 		CHECK(strcmp(m.arch, "qwen3") == 0 && c->qk_norm && !c->qkv_bias && c->head_dim == 8 && c->dim == 16 &&
 			      m.token_embd->dtype == RL_BF16 && m.layers[0].attn_q_norm->dtype == RL_F32 &&
@@ -361,13 +368,17 @@ static void test_dirs_bad(void)
 			  "\"GPT2LMHeadModel\" is not supported");
 	expect_load_error("unknown_model_type", bad_dir("mtype", "llama", "\"llama\"", "\"mistral\""), "config.json",
 			  "model_type \"mistral\"");
-	expect_load_error("rope_scaling_llama3",
+	expect_load_error("rope_scaling_yarn",
 			  bad_dir("rope", "llama", "\"rope_scaling\": null",
+				  "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 8.0}"),
+			  "config.json", "rope_scaling type \"yarn\" is not supported");
+	expect_load_error("rope_scaling_llama3_incomplete",
+			  bad_dir("ropel3", "llama", "\"rope_scaling\": null",
 				  "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}"),
-			  "config.json", "rope_scaling type \"llama3\" is not supported");
-	expect_load_error("rope_scaling_linear",
-			  bad_dir("ropelin", "qwen3", "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}"),
-			  "config.json", "rope_scaling type \"linear\"");
+			  "config.json", "llama3 rope scaling needs");
+	expect_load_error("rope_scaling_no_factor",
+			  bad_dir("ropelin", "qwen3", "\"rope_scaling\": null", "\"rope_scaling\": {\"type\": \"linear\"}"),
+			  "config.json", "factor is missing");
 	expect_load_error("attention_bias", bad_dir("abias", "llama", "\"attention_bias\": false", "\"attention_bias\": true"),
 			  "config.json", "attention_bias true is not supported");
 	expect_load_error("hidden_act", bad_dir("gelu", "qwen2", "\"silu\"", "\"gelu\""), "config.json",
@@ -581,6 +592,8 @@ int main(void)
 	test_model("llama");
 	test_model("qwen2");
 	test_model("qwen3");
+	test_model("llama3rope");
+	test_model("linearrope");
 	test_safetensors_bad();
 	test_dirs_bad();
 	test_misaligned();

@@ -32,8 +32,8 @@ expect_fail hf_missing_shard 'noshard/model-00002-of-00002.safetensors: No such 
 	"$BIN/qpack" -p f32 -o "$TMP/out.msgpack" "$TMP/noshard"
 no_output hf_missing_shard_no_output "$TMP/out.msgpack"
 cp -r "$FIX/llama" "$TMP/rope"
-sed 's/"rope_scaling": null/"rope_scaling": {"rope_type": "llama3", "factor": 8.0}/' "$FIX/llama/config.json" > "$TMP/rope/config.json"
-expect_fail hf_rope_scaling 'rope/config.json: rope_scaling type "llama3" is not supported' \
+sed 's/"rope_scaling": null/"rope_scaling": {"rope_type": "yarn", "factor": 8.0}/' "$FIX/llama/config.json" > "$TMP/rope/config.json"
+expect_fail hf_rope_scaling 'rope/config.json: rope_scaling type "yarn" is not supported' \
 	"$BIN/qpack" -p f32 -o "$TMP/out.msgpack" "$TMP/rope"
 no_output hf_rope_scaling_no_output "$TMP/out.msgpack"
 cp -r "$FIX/llama" "$TMP/trunc"

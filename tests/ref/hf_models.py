@@ -30,6 +30,7 @@ int32 tokens[T], float32 logits[T*V] (row t: the logits after tokens[0..t],
 every sequence starting at position 0).
 """
 import json
+import math
 import os
 import struct
 
@@ -135,6 +136,17 @@ def forward(cfg, w, tokens):
     T = len(tokens)
     x = w["model.embed_tokens.weight"][torch.tensor(tokens)]              # (T, C)
     inv_freq = 1.0 / theta ** (torch.arange(0, D, 2, dtype=torch.float64) / D)  # (D/2,)
+    rs = cfg.get("rope_scaling") or {}
+    kind = rs.get("rope_type", rs.get("type", "default"))
+    if kind == "linear":  # position interpolation
+        inv_freq = inv_freq / rs["factor"]
+    elif kind == "llama3":  # Llama 3.1: long wavelengths / factor, short kept, blended between
+        old = rs["original_max_position_embeddings"]
+        lo_wl, hi_wl = old / rs["low_freq_factor"], old / rs["high_freq_factor"]
+        wavelen = 2 * math.pi / inv_freq
+        smooth = (old / wavelen - rs["low_freq_factor"]) / (rs["high_freq_factor"] - rs["low_freq_factor"])
+        blended = (1 - smooth) * inv_freq / rs["factor"] + smooth * inv_freq
+        inv_freq = torch.where(wavelen < hi_wl, inv_freq, torch.where(wavelen > lo_wl, inv_freq / rs["factor"], blended))
     angle = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]   # (T, D/2)
     cos = torch.cat((angle.cos(), angle.cos()), dim=-1)                   # (T, D)
     sin = torch.cat((angle.sin(), angle.sin()), dim=-1)
@@ -234,6 +246,23 @@ MODELS = [
         "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 300, "max_position_embeddings": 64,
         "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "rope_scaling": None, "tie_word_embeddings": True,
         "hidden_act": "silu", "attention_bias": False, "torch_dtype": "bfloat16"}),
+    # RoPE scaling: head_dim 8 at theta 10000 has wavelengths 6.3 to 4.6e3, so
+    # with an original context of 16 the llama3 rule keeps, blends and divides
+    ("llama3rope", "f16", 1, {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16,
+        "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "vocab_size": 272, "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
+        "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                         "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+        "hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "torch_dtype": "float16"}),
+    ("linearrope", "f16", 1, {
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 16,
+        "intermediate_size": 24, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "vocab_size": 272, "max_position_embeddings": 128,
+        "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": True,
+        "rope_scaling": {"type": "linear", "factor": 4.0},
+        "hidden_act": "silu", "use_sliding_window": False, "torch_dtype": "float16"}),
 ]
 
 SEQUENCES = [[0, 5, 17, 200, 33, 33, 7], [261, 1, 2, 3, 4, 5, 6, 7, 100, 150, 250, 9]]
