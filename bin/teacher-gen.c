@@ -23,6 +23,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: teacher-gen [-n N] [--seed S] [-k K] [--logits f16|f32] [--temp T] [--top-p P]\n"
 		"                   [--top-k K] [--min-len N] [--max-len N] [--start bos|qat] [--qat-greedy N]\n"
+		"                   [--start-token TOKEN]\n"
 		"                   [--prompts FILE | --score FILE] [--kd-temp T] [--shard I/N] [-b BATCH]\n"
 		"                   [-t N] [-o FILE] MODEL\n"
 		"Writes a samples stream to FILE (atomically) or stdout.\n");
@@ -169,7 +170,7 @@ int main(int argc, char **argv)
 	double temp = 1.0, top_p = 1.0, kd_temp = 0;
 	long sample_top_k = 0;
 	int threads = 0, qat = 0, f32_logits = 0, n_given = 0;
-	const char *out = NULL, *prompts_path = NULL, *score_path = NULL;
+	const char *out = NULL, *prompts_path = NULL, *score_path = NULL, *start_token = NULL;
 	static const struct option longopts[] = {
 		{ "seed", required_argument, NULL, 'S' }, { "logits", required_argument, NULL, 'L' },
 		{ "temp", required_argument, NULL, 'T' }, { "top-p", required_argument, NULL, 'P' },
@@ -178,6 +179,7 @@ int main(int argc, char **argv)
 		{ "qat-greedy", required_argument, NULL, 'g' }, { "kd-temp", required_argument, NULL, 'D' },
 		{ "shard", required_argument, NULL, 'H' }, { "help", no_argument, NULL, 'h' },
 		{ "prompts", required_argument, NULL, 'R' }, { "score", required_argument, NULL, 'C' },
+		{ "start-token", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -185,6 +187,7 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'n': n = parse_long("-n", optarg, 1, 1L << 40), n_given = 1; break;
 		case 'R': prompts_path = optarg; break;
+		case 'B': start_token = optarg; break;
 		case 'C': score_path = optarg; break;
 		case 'k': k = parse_long("-k", optarg, 0, 1 << 24); break;
 		case 'b': batch = parse_long("-b", optarg, 1, 4096); break;
@@ -244,8 +247,22 @@ int main(int argc, char **argv)
 		errx(1, "-k %ld: larger than the model's vocabulary of %d (-k 0 records it all)", k, V);
 	if (k == 0)
 		k = V;
-	if (bos < 0)
-		errx(1, "%s: the tokenizer has no BOS token to start from", argv[optind]);
+	/* what samples start from: BOS, else a token named by --start-token, else a
+	 * document separator the vocabulary has (Qwen's "<|endoftext|>") */
+	const char *want = start_token ? start_token : bos < 0 ? "<|endoftext|>" : NULL;
+	if (want) {
+		int id = -1;
+		for (int i = 0; i < m.tok.vocab_size && id < 0; i++)
+			if (m.tok.piece_len[i] == (int)strlen(want) && !memcmp(m.tok.pieces[i], want, strlen(want)))
+				id = i;
+		if (id < 0 && start_token)
+			errx(1, "--start-token %s: no such token in %s's vocabulary", start_token, argv[optind]);
+		if (id >= 0)
+			bos = id;
+	}
+	if (bos < 0 && !prompts_path && !score_path)
+		errx(1, "%s: the tokenizer has no BOS token to start from: name one with --start-token, or give --prompts",
+		     argv[optind]);
 	if (max_len > m.cfg.seq_len) {
 		warnx("--max-len %ld: longer than the model's context; using %d", max_len, m.cfg.seq_len);
 		max_len = m.cfg.seq_len;
@@ -301,13 +318,14 @@ int main(int argc, char **argv)
 	msgpack_packer *pk = rl_writer_packer(w);
 	char producer[64];
 	snprintf(producer, sizeof producer, "teacher-gen %s", RL_VERSION);
-	rl_pack_header(pk, "samples", producer, 11 + (kd_temp > 0));
+	rl_pack_header(pk, "samples", producer, 12 + (kd_temp > 0));
 	rl_pack_kv_str(pk, "teacher", m.source);
 	rl_pack_kv_int(pk, "vocab_size", V);
 	rl_pack_kv_int(pk, "topk", k == V ? 0 : k);
 	rl_pack_kv_str(pk, "logit_dtype", f32_logits ? "f32" : "f16");
 	rl_pack_kv_int(pk, "seed", (int64_t)seed);
 	rl_pack_kv_str(pk, "start", qat ? "qat" : prompts_path ? "prompts" : score_path ? "score" : "bos");
+	rl_pack_kv_int(pk, "start_token", bos);
 	rl_pack_kv_double(pk, "temperature", temp);
 	rl_pack_kv_double(pk, "top_p", top_p);
 	rl_pack_kv_int(pk, "top_k_sampling", sample_top_k);

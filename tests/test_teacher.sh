@@ -125,6 +125,17 @@ fi
 "$TG" --score "$TMP/score.txt" --prompts "$TMP/prompts.txt" "$MODEL" > /dev/null 2>&1
 if [ $? -eq 2 ]; then pass teacher_gen_score_and_prompts; else fail teacher_gen_score_and_prompts "not a usage error"; fi
 
+# a tokenizer without BOS (Qwen's) starts from "<|endoftext|>", or from --start-token
+"$TG" -n 3 --max-len 10 -o "$TMP/q3.msgpack" "$TOP/tests/fixtures/hf/qwen3" 2>/dev/null
+"$TG" -n 3 --max-len 10 --start-token '<|im_start|>' -o "$TMP/q3b.msgpack" "$TOP/tests/fixtures/hf/qwen3" 2>/dev/null
+if "$BIN/tsdump" "$TMP/q3.msgpack" | grep -q '"start_token":264' &&
+	[ "$("$BIN/tsdump" "$TMP/q3.msgpack" | grep -c '"tokens":\[264[],]')" = 3 ] &&
+	[ "$("$BIN/tsdump" "$TMP/q3b.msgpack" | grep -c '"tokens":\[265[],]')" = 3 ]; then
+	pass teacher_gen_start_token
+else
+	fail teacher_gen_start_token "samples of a BOS-less tokenizer do not start from <|endoftext|> or --start-token"
+fi
+expect_fail teacher_gen_bad_start_token "no such token" "$TG" --start-token nope -o "$TMP/x.msgpack" "$MODEL"
 # a broken pipe ends it with status 1 (the reader saw a cut stream)
 (sh -c "'$TG' -n 200 --max-len 64 '$MODEL' 2>/dev/null; echo \$? > '$TMP/pipe.rc'") | head -c 2000 > /dev/null
 [ "$(cat "$TMP/pipe.rc")" = 1 ] && pass teacher_gen_broken_pipe || fail teacher_gen_broken_pipe "exit $(cat "$TMP/pipe.rc")"
