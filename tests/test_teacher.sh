@@ -136,6 +136,10 @@ else
 	fail teacher_gen_start_token "samples of a BOS-less tokenizer do not start from <|endoftext|> or --start-token"
 fi
 expect_fail teacher_gen_bad_start_token "no such token" "$TG" --start-token nope -o "$TMP/x.msgpack" "$MODEL"
+# bytes that are not UTF-8 in a prompt are encoded by byte fallback, as evalrun encodes text
+printf 'Once \377\376 upon\n' > "$TMP/badutf8.txt"
+"$TG" --prompts "$TMP/badutf8.txt" -n 1 --max-len 20 -o "$TMP/bu.msgpack" "$MODEL" 2>/dev/null
+if "$BIN/tsdump" "$TMP/bu.msgpack" | grep -q '"tokens":\[1,403,410,258,257,'; then pass teacher_gen_non_utf8_prompt; else fail teacher_gen_non_utf8_prompt "bytes 0xFF 0xFE not encoded as <0xFF> <0xFE>"; fi
 # a broken pipe ends it with status 1 (the reader saw a cut stream)
 (sh -c "'$TG' -n 200 --max-len 64 '$MODEL' 2>/dev/null; echo \$? > '$TMP/pipe.rc'") | head -c 2000 > /dev/null
 [ "$(cat "$TMP/pipe.rc")" = 1 ] && pass teacher_gen_broken_pipe || fail teacher_gen_broken_pipe "exit $(cat "$TMP/pipe.rc")"
