@@ -1483,8 +1483,10 @@ static void remove_tmpdir(void)
  * and refuses a samples stream it cannot decode. Runs bin/tsdump when it is built. */
 static void test_tsdump_text(void)
 {
-	const char *model = "../shared/models/stories260K/stories260K.bin";
-	const char *tokfile = "../shared/models/stories260K/tok512.bin";
+	const char *sh = getenv("SHARED") ? getenv("SHARED") : "../shared";
+	char model[4096], tokfile[4096];
+	snprintf(model, sizeof model, "%s/models/stories260K/stories260K.bin", sh);
+	snprintf(tokfile, sizeof tokfile, "%s/models/stories260K/tok512.bin", sh);
 	if (access("bin/tsdump", X_OK) || access(model, R_OK)) {
 		t_skip("tsdump_text_samples", "bin/tsdump or ../shared's stories260K is missing");
 		return;
@@ -1508,7 +1510,7 @@ static void test_tsdump_text(void)
 	forge_sample(&f, 1, &s, 0, NULL);
 	forge_end(&f, -1, NULL);
 	const char *path = forge_save(&f, "text_samples");
-	char cmd[1024], out[4096] = "";
+	char cmd[8400], out[4096] = "";
 	snprintf(cmd, sizeof cmd, "bin/tsdump --text --model %s %s 2>&1", model, path);
 	FILE *p = popen(cmd, "r");
 	size_t got = p ? fread(out, 1, sizeof out - 1, p) : 0;
