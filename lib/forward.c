@@ -28,6 +28,7 @@ struct rl_forward {
 	int *pos;            /* (N) position of each token */
 	rl_linear_observer observe; /* sees each linear layer's input, or NULL */
 	float *lora_tmp;     /* (N, r) A.x of an adapted linear, when the model has an adapter */
+	int lora_rank;       /* r that lora_tmp holds */
 	void *observe_arg;
 };
 
@@ -107,8 +108,6 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 	f->rope_cos = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->rope_sin = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->pos = malloc(N * sizeof(int));
-	if (m->adapter)
-		f->lora_tmp = alloc_floats(N, (size_t)m->adapter->rank, &failed);
 	if (failed || !f->pos) {
 		rl_forward_free(f);
 		rl_seterr("forward workspace for %d tokens: out of memory", max_tokens);
@@ -206,7 +205,7 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 	} else if (f->exact) {
 		/* batch-invariant: each row dequantized once per batch, the same for every N */
 		rl_dqgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC);
-	} else if (N == 1 && rl_dtypes[w->dtype].group) {
+	} else if (N == 1 && rl_dtype_fused(w->dtype)) {
 		/* decode reads the packed weights once */
 		rl_qgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC, f->qscratch);
 	} else {
@@ -230,7 +229,7 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 				out[(size_t)n * OC + o] += b[o];
 	}
 	const rl_adapter *ad = f->m->adapter;
-	if (ad && f->lora_tmp) {
+	if (ad) {
 		ptrdiff_t ti = w - f->m->tensors;
 		if (ti >= 0 && ti < ad->ntensors && ad->target_of[ti] >= 0)
 			lora_forward(f, out, inp, ad, &ad->targets[ad->target_of[ti]], N);
@@ -387,6 +386,18 @@ int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seq
 	const rl_config *c = &m->cfg;
 	int C = c->dim, F = c->hidden_dim, D = c->head_dim, QD = c->n_heads * D, KD = c->n_kv_heads * D;
 	int N = 0;
+	if (m->adapter && m->adapter->rank > f->lora_rank) {
+		/* made at the first run with an adapter, attached before or after the workspace */
+		int failed = 0;
+		float *t = alloc_floats((size_t)f->max_tokens, (size_t)m->adapter->rank, &failed);
+		if (failed) {
+			rl_seterr("forward workspace: out of memory for the adapter");
+			return -1;
+		}
+		free(f->lora_tmp);
+		f->lora_tmp = t;
+		f->lora_rank = m->adapter->rank;
+	}
 	for (int s = 0; s < nseq; s++) {
 		const rl_seq *sq = &seqs[s];
 		int limit = cache ? (cache->ctx < f->ctx ? cache->ctx : f->ctx) : f->ctx;

@@ -1,0 +1,728 @@
+/* train.c: the training forward and backward passes (see train.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cblas.h>
+
+#include "err.h"
+#include "parallel.h"
+#include "train.h"
+
+/* Frozen weights stored otherwise than f32 are dequantized, by their dtype's
+ * to_float as the runtime does, TILE_ROWS rows at a time for each product:
+ * the work is O(OC.IC) against the product's O(N.OC.IC), and no f32 copy of
+ * the model is kept. */
+enum { TILE_ROWS = 256 };
+
+struct rl_train {
+	const rl_model *m;
+	const rl_adapter *a;
+	int max_tokens, ctx, N, nseq;
+	float *tile;         /* (TILE_ROWS, max IC) weight rows dequantized for one product */
+	/* saved activations, one block (act), L = n_layers */
+	float *act;
+	size_t nact;
+	float *res;          /* (L+1, N, C) input of each block; res[L] enters the final norm */
+	float *mid;          /* (L, N, C) residual after attention */
+	float *rstd1, *rstd2;/* (L, N) */
+	float *xb1, *xb2;    /* (L, N, C) normed inputs of attention and ffn */
+	float *qraw, *kraw;  /* (L, N, H*D) (L, N, KH*D) before qk-norm (qk_norm only) */
+	float *qrstd, *krstd;/* (L, N, H) (L, N, KH) (qk_norm only) */
+	float *q, *k, *v;    /* (L, N, H*D) (L, N, KH*D) (L, N, KH*D) after RoPE */
+	float *lse;          /* (L, H, N) log-sum-exp of each attention row */
+	float *atty;         /* (L, N, H*D) attention output */
+	float *gate, *up, *hb; /* (L, N, F) */
+	float *rstdf;        /* (N) */
+	float *xbf;          /* (N, C) */
+	float *logits;       /* (N, V) */
+	float *lora_t;       /* (ntargets, N, r) A.x of each target */
+	/* scratch and gradients, another block */
+	float *scr;
+	size_t nscr;
+	float *dres, *dxb, *tmpc; /* (N, C) */
+	float *dq, *dk, *dv, *dqr, *dkr, *datty; /* (N, H*D) (N, KH*D) x2, (N, H*D) (N, KH*D), (N, H*D) */
+	float *dgate, *dup, *dhb; /* (N, F) */
+	float *dlogits;      /* (N, V) */
+	float *dlt;          /* (N, r) */
+	float *scores, *dscores; /* (ctx, ctx) */
+	float *grad;         /* (nparams) */
+	float *rope_cos, *rope_sin; /* (ctx, D/2) */
+	int *pos;            /* (max_tokens) */
+	int *seq_off, *seq_len; /* (max_tokens) */
+};
+
+typedef struct {
+	float **p;
+	size_t n;
+} carve;
+
+/* Sums the sizes, allocates one block, points each at its part (64-byte aligned). */
+static float *alloc_block(carve *c, int nc, size_t *total)
+{
+	size_t sum = 0;
+	for (int i = 0; i < nc; i++)
+		sum += (c[i].n + 15) & ~(size_t)15;
+	void *p = NULL;
+	if (posix_memalign(&p, 64, (sum ? sum : 16) * sizeof(float)))
+		return NULL;
+	float *f = p;
+	for (int i = 0; i < nc; i++) {
+		*c[i].p = c[i].n ? f : NULL;
+		f += (c[i].n + 15) & ~(size_t)15;
+	}
+	*total = sum;
+	return p;
+}
+
+void rl_train_free(rl_train *t)
+{
+	if (!t)
+		return;
+	free(t->tile);
+	free(t->act);
+	free(t->scr);
+	free(t->pos);
+	free(t->seq_off);
+	free(t->seq_len);
+	free(t);
+}
+
+size_t rl_train_activation_bytes(const rl_train *t)
+{
+	return t->nact * sizeof(float);
+}
+
+rl_train *rl_train_new(const rl_model *m, const rl_adapter *a, int max_tokens, int ctx)
+{
+	const rl_config *c = &m->cfg;
+	if (max_tokens <= 0 || ctx <= 0 || a->ntensors != m->ntensors) {
+		rl_seterr("training workspace: %d tokens, context %d, or an adapter made for another model", max_tokens,
+			  ctx);
+		return NULL;
+	}
+	rl_train *t = calloc(1, sizeof *t);
+	if (!t)
+		goto oom;
+	t->m = m;
+	t->a = a;
+	t->max_tokens = max_tokens;
+	t->ctx = ctx;
+	size_t N = (size_t)max_tokens, L = (size_t)c->n_layers, C = (size_t)c->dim, F = (size_t)c->hidden_dim;
+	size_t D = (size_t)c->head_dim, H = (size_t)c->n_heads, KH = (size_t)c->n_kv_heads, V = (size_t)c->vocab_size;
+	size_t QD = H * D, KD = KH * D, r = (size_t)a->rank;
+	size_t maxin = C > F ? C : F;
+	maxin = QD > maxin ? QD : maxin;
+	void *tp = NULL;
+	if (posix_memalign(&tp, 64, TILE_ROWS * maxin * sizeof(float)))
+		goto oom;
+	t->tile = tp;
+	size_t qk = c->qk_norm ? 1 : 0;
+	carve acts[] = {
+		{ &t->res, (L + 1) * N * C }, { &t->mid, L * N * C }, { &t->rstd1, L * N }, { &t->rstd2, L * N },
+		{ &t->xb1, L * N * C }, { &t->xb2, L * N * C }, { &t->qraw, qk * L * N * QD },
+		{ &t->kraw, qk * L * N * KD }, { &t->qrstd, qk * L * N * H }, { &t->krstd, qk * L * N * KH },
+		{ &t->q, L * N * QD }, { &t->k, L * N * KD }, { &t->v, L * N * KD }, { &t->lse, L * H * N },
+		{ &t->atty, L * N * QD }, { &t->gate, L * N * F }, { &t->up, L * N * F }, { &t->hb, L * N * F },
+		{ &t->rstdf, N }, { &t->xbf, N * C }, { &t->logits, N * V },
+		{ &t->lora_t, (size_t)a->ntargets * N * r },
+	};
+	t->act = alloc_block(acts, (int)(sizeof acts / sizeof *acts), &t->nact);
+	size_t half = D / 2;
+	carve scr[] = {
+		{ &t->dres, N * C }, { &t->dxb, N * C }, { &t->tmpc, N * C }, { &t->dq, N * QD }, { &t->dk, N * KD },
+		{ &t->dv, N * KD }, { &t->dqr, N * QD }, { &t->dkr, N * KD }, { &t->datty, N * QD },
+		{ &t->dgate, N * F }, { &t->dup, N * F }, { &t->dhb, N * F }, { &t->dlogits, N * V }, { &t->dlt, N * r },
+		{ &t->scores, (size_t)ctx * ctx }, { &t->dscores, (size_t)ctx * ctx }, { &t->grad, a->nparams },
+		{ &t->rope_cos, (size_t)ctx * half }, { &t->rope_sin, (size_t)ctx * half },
+	};
+	t->scr = alloc_block(scr, (int)(sizeof scr / sizeof *scr), &t->nscr);
+	t->pos = malloc(N * sizeof(int));
+	t->seq_off = malloc(N * sizeof(int));
+	t->seq_len = malloc(N * sizeof(int));
+	if (!t->act || !t->scr || !t->pos || !t->seq_off || !t->seq_len)
+		goto oom;
+	memset(t->grad, 0, a->nparams * sizeof(float));
+	for (int p = 0; p < ctx; p++)
+		for (size_t j = 0; j < half; j++) {
+			double freq = pow(c->rope_theta, -2.0 * (double)j / (double)D);
+			t->rope_cos[(size_t)p * half + j] = (float)cos(p * freq);
+			t->rope_sin[(size_t)p * half + j] = (float)sin(p * freq);
+		}
+	return t;
+oom:
+	rl_train_free(t);
+	rl_seterr("training workspace for %d tokens: out of memory", max_tokens);
+	return NULL;
+}
+
+float *rl_train_logits(rl_train *t) { return t->logits; }
+float *rl_train_dlogits(rl_train *t) { return t->dlogits; }
+float *rl_train_grad(rl_train *t) { return t->grad; }
+const float *rl_train_dinput(const rl_train *t) { return t->dres; }
+
+void rl_train_zero_grad(rl_train *t)
+{
+	memset(t->grad, 0, t->a->nparams * sizeof(float));
+}
+
+/* ---- layers ---- */
+
+void rl_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int n, float eps)
+{
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * n;
+		float *o = out + (size_t)i * n;
+		float ss = 0.0f;
+		for (int j = 0; j < n; j++)
+			ss += xi[j] * xi[j];
+		float s = 1.0f / sqrtf(ss / (float)n + eps);
+		for (int j = 0; j < n; j++)
+			o[j] = w[j] * (s * xi[j]);
+		rstd[i] = s;
+	}
+}
+
+/* y = w . x . s with s = (mean(x^2) + eps)^(-1/2):
+ * dx = s . (w . dy) - x . s^3 / n . sum_j (w_j dy_j x_j) */
+void rl_rmsnorm_backward(float *dx, const float *dout, const float *x, const float *w, const float *rstd, int N, int n)
+{
+	for (int i = 0; i < N; i++) {
+		const float *xi = x + (size_t)i * n, *dy = dout + (size_t)i * n;
+		float *d = dx + (size_t)i * n, s = rstd[i];
+		float dot = 0.0f;
+		for (int j = 0; j < n; j++)
+			dot += w[j] * dy[j] * xi[j];
+		float c = dot * s * s * s / (float)n;
+		for (int j = 0; j < n; j++)
+			d[j] += s * w[j] * dy[j] - c * xi[j];
+	}
+}
+
+void rl_swiglu_forward(float *h, const float *gate, const float *up, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
+/* silu(g) = g sig(g), silu'(g) = sig(g) (1 + g (1 - sig(g))) */
+void rl_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
+		dgate[i] += dh[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
+		dup[i] += dh[i] * g * sg;
+	}
+}
+
+static void rope_rotate(float *x, int N, int ld, int nheads, int D, const int *pos, const float *cos_t,
+			const float *sin_t, int half_style, float sign)
+{
+	int half = D / 2;
+	for (int n = 0; n < N; n++) {
+		const float *cs = cos_t + (size_t)pos[n] * half, *sn = sin_t + (size_t)pos[n] * half;
+		for (int h = 0; h < nheads; h++) {
+			float *v = x + (size_t)n * ld + (size_t)h * D;
+			for (int j = 0; j < half; j++) {
+				int a = half_style ? j : 2 * j, b = half_style ? j + half : 2 * j + 1;
+				float x0 = v[a], x1 = v[b], s = sign * sn[j];
+				v[a] = x0 * cs[j] - x1 * s;
+				v[b] = x0 * s + x1 * cs[j];
+			}
+		}
+	}
+}
+
+void rl_rope_forward(float *x, int N, int ld, int nheads, int D, const int *pos, const float *cos_t,
+		     const float *sin_t, int half)
+{
+	rope_rotate(x, N, ld, nheads, D, pos, cos_t, sin_t, half, 1.0f);
+}
+
+/* a rotation's transpose is the rotation by the opposite angle; in place */
+void rl_rope_backward(float *dx, int N, int ld, int nheads, int D, const int *pos, const float *cos_t,
+		      const float *sin_t, int half)
+{
+	rope_rotate(dx, N, ld, nheads, D, pos, cos_t, sin_t, half, -1.0f);
+}
+
+/* exp of 4 floats: 2^n . e^r with n = floor(x log2 e + 1/2), |r| <= ln2/2 and
+ * Cephes' polynomial for e^r (relative error about 2e-7, within a couple of
+ * ulps of expf); inputs below -87.2 give 0. SSE2 vectors, which every x86-64
+ * has; other targets get GCC's generic lowering. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+
+static inline v4f exp4(v4f x)
+{
+	const v4f hi = { 88.3762626647949f, 88.3762626647949f, 88.3762626647949f, 88.3762626647949f };
+	const v4f lo = { -87.2f, -87.2f, -87.2f, -87.2f };
+	v4i under = x < lo, over = x > hi;
+	x = (v4f)(((v4i)x & ~under) | ((v4i)lo & under));
+	x = (v4f)(((v4i)x & ~over) | ((v4i)hi & over));
+	v4f t = x * 1.44269504088896341f + 0.5f;
+	v4i n = __builtin_convertvector(t, v4i);
+	n += (v4i)(__builtin_convertvector(n, v4f) > t); /* floor: -1 where truncation rounded up */
+	v4f fn = __builtin_convertvector(n, v4f);
+	v4f r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+	v4f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r + 1.0f;
+	v4f y = p * (v4f)((n + 127) << 23);
+	return (v4f)((v4i)y & ~under);
+}
+
+/* The same 8 at a time with AVX2 and FMA, chosen at run time. */
+typedef float v8f __attribute__((vector_size(32), aligned(4)));
+typedef int v8i __attribute__((vector_size(32), aligned(4)));
+#define AVX2 __attribute__((target("avx2,fma")))
+
+AVX2 static inline void exp8(v8f *px)
+{
+	v8f x = *px, lo = x - x - 87.2f, hi = x - x + 88.3762626647949f;
+	v8i under = x < lo, over = x > hi;
+	x = (v8f)(((v8i)x & ~under) | ((v8i)lo & under));
+	x = (v8f)(((v8i)x & ~over) | ((v8i)hi & over));
+	v8f t = x * 1.44269504088896341f + 0.5f;
+	v8i n = __builtin_convertvector(t, v8i);
+	n += (v8i)(__builtin_convertvector(n, v8f) > t);
+	v8f fn = __builtin_convertvector(n, v8f);
+	v8f r = x - fn * 0.693359375f - fn * -2.12194440e-4f;
+	v8f p = r * 1.9875691500e-4f + 1.3981999507e-3f;
+	p = p * r + 8.3334519073e-3f;
+	p = p * r + 4.1665795894e-2f;
+	p = p * r + 1.6666665459e-1f;
+	p = p * r + 5.0000001201e-1f;
+	p = p * (r * r) + r + 1.0f;
+	v8f y = p * (v8f)((n + 127) << 23);
+	*px = (v8f)((v8i)y & ~under);
+}
+
+AVX2 static float exp_shift_avx2(float *s, int n, float sub)
+{
+	v8f acc = { 0 };
+	int j = 0;
+	for (; j + 8 <= n; j += 8) {
+		v8f x = *(v8f *)(s + j) - sub;
+		exp8(&x);
+		*(v8f *)(s + j) = x;
+		acc += x;
+	}
+	float sum = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+	if (j < n) {
+		v8f x = { 0 };
+		memcpy(&x, s + j, (size_t)(n - j) * sizeof(float));
+		x -= sub;
+		exp8(&x);
+		for (int i = 0; i < n - j; i++) {
+			s[j + i] = x[i];
+			sum += x[i];
+		}
+	}
+	return sum;
+}
+
+static int use_avx2 = -1;
+
+/* s[j] = exp(s[j] - sub) for j < n; returns their sum */
+static float exp_shift(float *s, int n, float sub)
+{
+	if (use_avx2 < 0)
+		use_avx2 = rl_cpu_avx2();
+	if (use_avx2)
+		return exp_shift_avx2(s, n, sub);
+	v4f acc = { 0 };
+	int j = 0;
+	for (; j + 4 <= n; j += 4) {
+		v4f x;
+		memcpy(&x, s + j, sizeof x);
+		x = exp4(x - sub);
+		memcpy(s + j, &x, sizeof x);
+		acc += x;
+	}
+	float sum = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+	if (j < n) {
+		v4f x = { 0 };
+		memcpy(&x, s + j, (size_t)(n - j) * sizeof(float));
+		x = exp4(x - sub);
+		for (int i = 0; i < n - j; i++) {
+			s[j + i] = x[i];
+			sum += x[i];
+		}
+	}
+	return sum;
+}
+
+/* Causal attention goes in blocks of queries, each block's products stopping
+ * at the last key it can see: about half the work of full T x T squares. */
+enum { QBLOCK = 64 };
+
+/* P (nb, nk) of head h for queries i0..i0+nb: softmax over keys j <= i of
+ * scale . q_i . k_j, zero past the diagonal; save: computes and stores the
+ * rows' log-sum-exp, else reads it */
+static void attention_probs(float *P, float *lse, int ldl, const float *q, const float *k, int i0, int nb, int nk,
+			    int QD, int KD, int D, int h, int g, float scale, int save)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, D, scale, q + (size_t)i0 * QD + (size_t)h * D, QD,
+		    k + (size_t)g * D, KD, 0.0f, P, nk);
+	for (int i = 0; i < nb; i++) {
+		float *s = P + (size_t)i * nk;
+		int last = i0 + i;
+		if (save) {
+			float mx = s[0];
+			for (int j = 1; j <= last; j++)
+				mx = s[j] > mx ? s[j] : mx;
+			float sum = exp_shift(s, last + 1, mx), inv = 1.0f / sum;
+			for (int j = 0; j <= last; j++)
+				s[j] *= inv;
+			lse[(size_t)h * ldl + i0 + i] = mx + logf(sum);
+		} else {
+			exp_shift(s, last + 1, lse[(size_t)h * ldl + i0 + i]);
+		}
+		for (int j = last + 1; j < nk; j++)
+			s[j] = 0.0f;
+	}
+}
+
+void rl_attention_forward(float *out, float *lse, int ldl, const float *q, const float *k, const float *v, int T,
+			  int H, int KH, int D, float *scratch)
+{
+	int QD = H * D, KD = KH * D, group = H / KH;
+	float scale = 1.0f / sqrtf((float)D);
+	for (int h = 0; h < H; h++) {
+		int g = h / group;
+		for (int i0 = 0; i0 < T; i0 += QBLOCK) {
+			int nb = T - i0 < QBLOCK ? T - i0 : QBLOCK, nk = i0 + nb;
+			attention_probs(scratch, lse, ldl, q, k, i0, nb, nk, QD, KD, D, h, g, scale, 1);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nk, 1.0f, scratch, nk,
+				    v + (size_t)g * D, KD, 0.0f, out + (size_t)i0 * QD + (size_t)h * D, QD);
+		}
+	}
+}
+
+/* O = P V: dP = dO V^T, dV += P^T dO; dS = P . (dP - rowsum(P . dP));
+ * dQ += scale dS K, dK += scale dS^T Q; block by block as the forward */
+void rl_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *lse, int ldl,
+			   const float *q, const float *k, const float *v, int T, int H, int KH, int D,
+			   float *scratch, float *dscratch)
+{
+	int QD = H * D, KD = KH * D, group = H / KH;
+	float scale = 1.0f / sqrtf((float)D);
+	for (int h = 0; h < H; h++) {
+		int g = h / group;
+		for (int i0 = 0; i0 < T; i0 += QBLOCK) {
+			int nb = T - i0 < QBLOCK ? T - i0 : QBLOCK, nk = i0 + nb;
+			float *P = scratch, *dP = dscratch;
+			const float *dO = dout + (size_t)i0 * QD + (size_t)h * D;
+			attention_probs(P, (float *)lse, ldl, q, k, i0, nb, nk, QD, KD, D, h, g, scale, 0);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nb, nk, D, 1.0f, dO, QD, v + (size_t)g * D, KD,
+				    0.0f, dP, nk);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nb, 1.0f, P, nk, dO, QD, 1.0f,
+				    dv + (size_t)g * D, KD);
+			for (int i = 0; i < nb; i++) {
+				float *p = P + (size_t)i * nk, *dp = dP + (size_t)i * nk, dot = 0.0f;
+				int last = i0 + i;
+				for (int j = 0; j <= last; j++)
+					dot += p[j] * dp[j];
+				for (int j = 0; j <= last; j++)
+					dp[j] = p[j] * (dp[j] - dot);
+				for (int j = last + 1; j < nk; j++)
+					dp[j] = 0.0f;
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nk, scale, dP, nk, k + (size_t)g * D,
+				    KD, 1.0f, dq + (size_t)i0 * QD + (size_t)h * D, QD);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nb, scale, dP, nk,
+				    q + (size_t)i0 * QD + (size_t)h * D, QD, 1.0f, dk + (size_t)g * D, KD);
+		}
+	}
+}
+
+/* ---- linear layers with their adapters ---- */
+
+static int target_of(const rl_train *t, const rl_tensor *w)
+{
+	ptrdiff_t i = w - t->m->tensors;
+	return i >= 0 && i < t->a->ntensors ? t->a->target_of[i] : -1;
+}
+
+/* out (N, OC) = inp (N, IC) . W^T + bias + (alpha/r) . (inp . A^T) . B^T */
+static void linear_forward(rl_train *t, float *out, const float *inp, const rl_tensor *w, const rl_tensor *bias, int N)
+{
+	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	if (w->dtype == RL_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w->data, IC, 0.0f, out, OC);
+	} else {
+		size_t rb = rl_row_bytes(w->dtype, (uint64_t)IC);
+		for (int r0 = 0; r0 < OC; r0 += TILE_ROWS) {
+			int nr = OC - r0 < TILE_ROWS ? OC - r0 : TILE_ROWS;
+			for (int r = 0; r < nr; r++)
+				rl_dtypes[w->dtype].to_float((const char *)w->data + (size_t)(r0 + r) * rb,
+							    t->tile + (size_t)r * IC, (size_t)IC);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, IC, 1.0f, inp, IC, t->tile, IC, 0.0f,
+				    out + r0, OC);
+		}
+	}
+	if (bias) {
+		const float *b = bias->data;
+		for (int n = 0; n < N; n++)
+			for (int o = 0; o < OC; o++)
+				out[(size_t)n * OC + o] += b[o];
+	}
+	int k = target_of(t, w);
+	if (k < 0)
+		return;
+	const rl_adapter *a = t->a;
+	const rl_lora_target *g = &a->targets[k];
+	int r = a->rank;
+	float *lt = t->lora_t + (size_t)k * t->max_tokens * r; /* (N, r) */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, IC, 1.0f, inp, IC, g->a, IC, 0.0f, lt, r);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, r, (float)(a->alpha / r), lt, r, g->b, r, 1.0f, out,
+		    OC);
+}
+
+/* dinp += dout . W (+ the adapter's part); dA, dB += their gradients */
+static void linear_backward(rl_train *t, float *dinp, const float *dout, const float *inp, const rl_tensor *w, int N)
+{
+	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	if (w->dtype == RL_F32) {
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w->data, IC, 1.0f, dinp,
+			    IC);
+	} else {
+		size_t rb = rl_row_bytes(w->dtype, (uint64_t)IC);
+		for (int r0 = 0; r0 < OC; r0 += TILE_ROWS) {
+			int nr = OC - r0 < TILE_ROWS ? OC - r0 : TILE_ROWS;
+			for (int r = 0; r < nr; r++)
+				rl_dtypes[w->dtype].to_float((const char *)w->data + (size_t)(r0 + r) * rb,
+							    t->tile + (size_t)r * IC, (size_t)IC);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, nr, 1.0f, dout + r0, OC, t->tile, IC,
+				    1.0f, dinp, IC);
+		}
+	}
+	int k = target_of(t, w);
+	if (k < 0)
+		return;
+	const rl_adapter *a = t->a;
+	const rl_lora_target *g = &a->targets[k];
+	int r = a->rank;
+	float s = (float)(a->alpha / r);
+	const float *lt = t->lora_t + (size_t)k * t->max_tokens * r;
+	float *ga = t->grad + (g->a - a->params), *gb = t->grad + (g->b - a->params);
+	/* dB (OC, r) += s . dout^T . lt;  dlt (N, r) = s . dout . B */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, r, N, s, dout, OC, lt, r, 1.0f, gb, r);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, OC, s, dout, OC, g->b, r, 0.0f, t->dlt, r);
+	/* dA (r, IC) += dlt^T . inp;  dinp += dlt . A */
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, IC, N, 1.0f, t->dlt, r, inp, IC, 1.0f, ga, IC);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, r, 1.0f, t->dlt, r, g->a, IC, 1.0f, dinp, IC);
+}
+
+/* ---- the model ---- */
+
+int rl_train_forward(rl_train *t, int nseq, const rl_seq *seqs)
+{
+	const rl_model *m = t->m;
+	const rl_config *c = &m->cfg;
+	int C = c->dim, F = c->hidden_dim, D = c->head_dim, H = c->n_heads, KH = c->n_kv_heads;
+	int QD = H * D, KD = KH * D, V = c->vocab_size, L = c->n_layers;
+	int N = 0;
+	for (int s = 0; s < nseq; s++) {
+		if (seqs[s].ntok <= 0 || seqs[s].ntok > t->ctx || N + seqs[s].ntok > t->max_tokens) {
+			rl_seterr("training batch: sequence %d of %d tokens does not fit the context of %d or the batch of %d tokens",
+				  s, seqs[s].ntok, t->ctx, t->max_tokens);
+			return -1;
+		}
+		t->seq_off[s] = N;
+		t->seq_len[s] = seqs[s].ntok;
+		for (int i = 0; i < seqs[s].ntok; i++) {
+			int tok = seqs[s].tokens[i];
+			if (tok < 0 || tok >= V) {
+				rl_seterr("training batch: token %d outside the vocabulary of %d", tok, V);
+				return -1;
+			}
+			t->pos[N + i] = i;
+			size_t erb = rl_row_bytes(m->token_embd->dtype, (uint64_t)C);
+			rl_dtypes[m->token_embd->dtype].to_float((const char *)m->token_embd->data + (size_t)tok * erb,
+								 t->res + (size_t)(N + i) * C, (size_t)C);
+		}
+		N += seqs[s].ntok;
+	}
+	t->N = N;
+	t->nseq = nseq;
+	size_t NC = (size_t)N * C, MN = (size_t)t->max_tokens;
+	float eps = (float)c->norm_eps;
+	int half = c->rope_style == RL_ROPE_HALF;
+	for (int l = 0; l < L; l++) {
+		const rl_layer *ly = &m->layers[l];
+		float *x = t->res + (size_t)l * MN * C, *xn = t->res + (size_t)(l + 1) * MN * C;
+		float *mid = t->mid + (size_t)l * MN * C, *xb1 = t->xb1 + (size_t)l * MN * C, *xb2 = t->xb2 + (size_t)l * MN * C;
+		float *q = t->q + (size_t)l * MN * QD, *k = t->k + (size_t)l * MN * KD, *v = t->v + (size_t)l * MN * KD;
+		float *atty = t->atty + (size_t)l * MN * QD, *lse = t->lse + (size_t)l * H * MN;
+		float *gate = t->gate + (size_t)l * MN * F, *up = t->up + (size_t)l * MN * F, *hb = t->hb + (size_t)l * MN * F;
+		rl_rmsnorm_forward(xb1, t->rstd1 + (size_t)l * MN, x, ly->attn_norm->data, N, C, eps);
+		if (c->qk_norm) {
+			float *qr = t->qraw + (size_t)l * MN * QD, *kr = t->kraw + (size_t)l * MN * KD;
+			linear_forward(t, qr, xb1, ly->attn_q, ly->attn_q_bias, N);
+			linear_forward(t, kr, xb1, ly->attn_k, ly->attn_k_bias, N);
+			rl_rmsnorm_forward(q, t->qrstd + (size_t)l * MN * H, qr, ly->attn_q_norm->data, N * H, D, eps);
+			rl_rmsnorm_forward(k, t->krstd + (size_t)l * MN * KH, kr, ly->attn_k_norm->data, N * KH, D, eps);
+		} else {
+			linear_forward(t, q, xb1, ly->attn_q, ly->attn_q_bias, N);
+			linear_forward(t, k, xb1, ly->attn_k, ly->attn_k_bias, N);
+		}
+		linear_forward(t, v, xb1, ly->attn_v, ly->attn_v_bias, N);
+		rl_rope_forward(q, N, QD, H, D, t->pos, t->rope_cos, t->rope_sin, half);
+		rl_rope_forward(k, N, KD, KH, D, t->pos, t->rope_cos, t->rope_sin, half);
+		for (int s = 0; s < nseq; s++) {
+			size_t o = (size_t)t->seq_off[s];
+			rl_attention_forward(atty + o * QD, lse + o, (int)MN, q + o * QD, k + o * KD, v + o * KD, t->seq_len[s],
+					     H, KH, D, t->scores);
+		}
+		linear_forward(t, t->tmpc, atty, ly->attn_output, NULL, N);
+		for (size_t i = 0; i < NC; i++)
+			mid[i] = x[i] + t->tmpc[i];
+		rl_rmsnorm_forward(xb2, t->rstd2 + (size_t)l * MN, mid, ly->ffn_norm->data, N, C, eps);
+		linear_forward(t, gate, xb2, ly->ffn_gate, NULL, N);
+		linear_forward(t, up, xb2, ly->ffn_up, NULL, N);
+		rl_swiglu_forward(hb, gate, up, (size_t)N * F);
+		linear_forward(t, t->tmpc, hb, ly->ffn_down, NULL, N);
+		for (size_t i = 0; i < NC; i++)
+			xn[i] = mid[i] + t->tmpc[i];
+	}
+	rl_rmsnorm_forward(t->xbf, t->rstdf, t->res + (size_t)L * MN * C, m->output_norm->data, N, C, eps);
+	linear_forward(t, t->logits, t->xbf, m->output, NULL, N);
+	memset(t->dlogits, 0, (size_t)N * V * sizeof(float));
+	return 0;
+}
+
+int rl_train_backward(rl_train *t)
+{
+	const rl_model *m = t->m;
+	const rl_config *c = &m->cfg;
+	int C = c->dim, F = c->hidden_dim, D = c->head_dim, H = c->n_heads, KH = c->n_kv_heads;
+	int QD = H * D, KD = KH * D, L = c->n_layers, N = t->N;
+	size_t NC = (size_t)N * C, MN = (size_t)t->max_tokens;
+	int half = c->rope_style == RL_ROPE_HALF;
+	if (N == 0) {
+		rl_seterr("training: backward without a forward");
+		return -1;
+	}
+	memset(t->dres, 0, NC * sizeof(float));
+	memset(t->dxb, 0, NC * sizeof(float));
+	linear_backward(t, t->dxb, t->dlogits, t->xbf, m->output, N);
+	rl_rmsnorm_backward(t->dres, t->dxb, t->res + (size_t)L * MN * C, m->output_norm->data, t->rstdf, N, C);
+	for (int l = L - 1; l >= 0; l--) {
+		const rl_layer *ly = &m->layers[l];
+		float *x = t->res + (size_t)l * MN * C;
+		float *mid = t->mid + (size_t)l * MN * C, *xb1 = t->xb1 + (size_t)l * MN * C, *xb2 = t->xb2 + (size_t)l * MN * C;
+		float *q = t->q + (size_t)l * MN * QD, *k = t->k + (size_t)l * MN * KD, *v = t->v + (size_t)l * MN * KD;
+		float *atty = t->atty + (size_t)l * MN * QD, *lse = t->lse + (size_t)l * H * MN;
+		float *gate = t->gate + (size_t)l * MN * F, *up = t->up + (size_t)l * MN * F, *hb = t->hb + (size_t)l * MN * F;
+		/* ffn: x_next = mid + down(swiglu(gate(xb2), up(xb2))); dres holds d x_next */
+		size_t NF = (size_t)N * F;
+		memset(t->dhb, 0, NF * sizeof(float));
+		memset(t->dgate, 0, NF * sizeof(float));
+		memset(t->dup, 0, NF * sizeof(float));
+		linear_backward(t, t->dhb, t->dres, hb, ly->ffn_down, N);
+		rl_swiglu_backward(t->dgate, t->dup, t->dhb, gate, up, NF);
+		memset(t->dxb, 0, NC * sizeof(float));
+		linear_backward(t, t->dxb, t->dgate, xb2, ly->ffn_gate, N);
+		linear_backward(t, t->dxb, t->dup, xb2, ly->ffn_up, N);
+		rl_rmsnorm_backward(t->dres, t->dxb, mid, ly->ffn_norm->data, t->rstd2 + (size_t)l * MN, N, C);
+		/* attention: mid = x + Wo(attention(q, k, v)); dres holds d mid */
+		memset(t->datty, 0, (size_t)N * QD * sizeof(float));
+		memset(t->dq, 0, (size_t)N * QD * sizeof(float));
+		memset(t->dk, 0, (size_t)N * KD * sizeof(float));
+		memset(t->dv, 0, (size_t)N * KD * sizeof(float));
+		linear_backward(t, t->datty, t->dres, atty, ly->attn_output, N);
+		for (int s = 0; s < t->nseq; s++) {
+			size_t o = (size_t)t->seq_off[s];
+			rl_attention_backward(t->dq + o * QD, t->dk + o * KD, t->dv + o * KD, t->datty + o * QD, lse + o,
+					      (int)MN, q + o * QD, k + o * KD, v + o * KD, t->seq_len[s], H, KH, D,
+					      t->scores, t->dscores);
+		}
+		rl_rope_backward(t->dq, N, QD, H, D, t->pos, t->rope_cos, t->rope_sin, half);
+		rl_rope_backward(t->dk, N, KD, KH, D, t->pos, t->rope_cos, t->rope_sin, half);
+		float *dq = t->dq, *dk = t->dk;
+		if (c->qk_norm) {
+			memset(t->dqr, 0, (size_t)N * QD * sizeof(float));
+			memset(t->dkr, 0, (size_t)N * KD * sizeof(float));
+			rl_rmsnorm_backward(t->dqr, t->dq, t->qraw + (size_t)l * MN * QD, ly->attn_q_norm->data,
+					    t->qrstd + (size_t)l * MN * H, N * H, D);
+			rl_rmsnorm_backward(t->dkr, t->dk, t->kraw + (size_t)l * MN * KD, ly->attn_k_norm->data,
+					    t->krstd + (size_t)l * MN * KH, N * KH, D);
+			dq = t->dqr;
+			dk = t->dkr;
+		}
+		memset(t->dxb, 0, NC * sizeof(float));
+		linear_backward(t, t->dxb, dq, xb1, ly->attn_q, N);
+		linear_backward(t, t->dxb, dk, xb1, ly->attn_k, N);
+		linear_backward(t, t->dxb, t->dv, xb1, ly->attn_v, N);
+		rl_rmsnorm_backward(t->dres, t->dxb, x, ly->attn_norm->data, t->rstd1 + (size_t)l * MN, N, C);
+	}
+	return 0;
+}
+
+/* ---- the loss ---- */
+
+double rl_kl_topk_tail(const float *z, int V, int k, const int32_t *ids, const float *teacher_logits,
+		       float lse_tau, float tau, float scale, float *dz, float *scratch)
+{
+	/* the student's softmax at tau: e_v = exp(z_v/tau - max) in scratch, summed in double */
+	float *e = scratch, inv_tau = 1.0f / tau, mx = -INFINITY;
+	for (int v = 0; v < V; v++) {
+		e[v] = z[v] * inv_tau;
+		mx = e[v] > mx ? e[v] : mx;
+	}
+	exp_shift(e, V, mx);
+	double sum = 0;
+	for (int v = 0; v < V; v++)
+		sum += e[v];
+	double lse_s = mx + log(sum), p_top = 0, kl = 0;
+	for (int i = 0; i < k; i++) {
+		double lp = teacher_logits[i] * (double)inv_tau - (double)lse_tau;
+		double lq = z[ids[i]] * (double)inv_tau - lse_s, p = exp(lp);
+		p_top += p;
+		if (p > 0)
+			kl += p * (lp - lq);
+		e[ids[i]] = 0.0f; /* what is left in e is the tail */
+	}
+	/* the tail summed directly: 1 - q_top loses it to rounding when small */
+	double q_tail = 0, p_tail = k < V && 1.0 - p_top > 0 ? 1.0 - p_top : 0.0;
+	for (int v = 0; v < V; v++)
+		q_tail += e[v];
+	q_tail /= sum;
+	if (q_tail < 1e-300)
+		q_tail = 1e-300;
+	if (p_tail > 0)
+		kl += p_tail * (log(p_tail) - log(q_tail));
+	if (dz) {
+		double g = (double)scale * tau;
+		float tail = (float)(g * (1.0 - p_tail / q_tail) / sum);
+		for (int v = 0; v < V; v++)
+			dz[v] += tail * e[v];
+		for (int i = 0; i < k; i++) {
+			double q = exp(z[ids[i]] * (double)inv_tau - lse_s);
+			double p = exp(teacher_logits[i] * (double)inv_tau - (double)lse_tau);
+			dz[ids[i]] += (float)(g * (q - p));
+		}
+	}
+	return kl;
+}
+
+double rl_cross_entropy(const float *z, int V, int target, float scale, float *dz)
+{
+	double mx = -INFINITY;
+	for (int v = 0; v < V; v++)
+		mx = z[v] > mx ? z[v] : mx;
+	double sum = 0;
+	for (int v = 0; v < V; v++)
+		sum += exp(z[v] - mx);
+	double lse = mx + log(sum);
+	if (dz) {
+		for (int v = 0; v < V; v++)
+			dz[v] += (float)(scale * exp(z[v] - lse));
+		dz[target] -= scale;
+	}
+	return lse - z[target];
+}
