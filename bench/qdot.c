@@ -1,6 +1,7 @@
 /* qdot: single-thread rate of the fused dequantize-dot kernels, in weights per
  * second over 16 MiB of packed rows of 4096 weights, for each 2- and 4-bit
- * group format, with the same rate for f32 rows (our gemv) for scale.
+ * group format and ggml block format (q2_K, q4_0, q4_K; f32 activations), with
+ * the same rate for f32 rows (our gemv) for scale.
  * usage: qdot [--reps R]. Prints one JSON line per format. */
 #include <err.h>
 #include <stdio.h>
@@ -28,8 +29,8 @@ int main(int argc, char **argv)
 		errx(2, "usage: qdot [--reps R]");
 	rl_parallel_set_threads(1);
 	enum { IC = 4096 };
-	static const rl_dtype fmts[] = { RL_F32, RL_Q2G32, RL_Q2G64, RL_Q2G128, RL_Q2G256,
-					 RL_Q4G32, RL_Q4G64, RL_Q4G128, RL_Q4G256 };
+	static const rl_dtype fmts[] = { RL_F32, RL_Q2G32, RL_Q2G64, RL_Q2G128, RL_Q2G256, RL_Q2_K,
+					 RL_Q4G32, RL_Q4G64, RL_Q4G128, RL_Q4G256, RL_Q4_0, RL_Q4_K };
 	float *x = malloc(IC * sizeof(float)), *row = malloc(IC * sizeof(float)), *scratch = malloc(2 * IC * sizeof(float));
 	for (int i = 0; i < IC; i++) {
 		x[i] = (float)((i * 37) % 101 - 50) / 50.0f;

@@ -268,13 +268,28 @@ RL_GROUP_FORMATS(GROUP_FUNCS)
 
 #define GROUP_TRAITS(b, g)                                                                         \
 	[RL_Q##b##G##g] = { "q" #b "g" #g, (32.0 + g * b) / g, g, 4 + g * b / 8,                   \
-			    q##b##g##g##_to_float, q##b##g##g##_from_float, b, g },
+			    q##b##g##g##_to_float, q##b##g##g##_from_float, b, g, NULL, NULL },
+
+/* ggml's block formats: bits per weight as ggml-common.h states them */
+#if defined(__x86_64__)
+#define GGUF_TRAITS(E, name, bpw, block, bytes, bits)                                              \
+	[RL_##E] = { #name, bpw, block, bytes, rl_dequantize_row_##name, rl_quantize_row_##name, bits, 0, \
+		     rl_dot_##name, rl_dot_##name##_avx2 },
+#else
+#define GGUF_TRAITS(E, name, bpw, block, bytes, bits)                                              \
+	[RL_##E] = { #name, bpw, block, bytes, rl_dequantize_row_##name, rl_quantize_row_##name, bits, 0, \
+		     rl_dot_##name, NULL },
+#endif
 
 const rl_dtype_traits rl_dtypes[RL_NDTYPES] = {
-	[RL_F32] = { "f32", 32, 1, 4, f32_copy, f32_from, 0, 0 },
-	[RL_F16] = { "f16", 16, 1, 2, f16_to_float, f16_from_float, 0, 0 },
-	[RL_BF16] = { "bf16", 16, 1, 2, bf16_to_float, bf16_from_float, 0, 0 },
+	[RL_F32] = { "f32", 32, 1, 4, f32_copy, f32_from, 0, 0, NULL, NULL },
+	[RL_F16] = { "f16", 16, 1, 2, f16_to_float, f16_from_float, 0, 0, NULL, NULL },
+	[RL_BF16] = { "bf16", 16, 1, 2, bf16_to_float, bf16_from_float, 0, 0, NULL, NULL },
 	RL_GROUP_FORMATS(GROUP_TRAITS)
+	GGUF_TRAITS(Q4_0, q4_0, 4.5, 32, 18, 4)
+	GGUF_TRAITS(Q8_0, q8_0, 8.5, 32, 34, 8)
+	GGUF_TRAITS(Q4_K, q4_K, 4.5, 256, 144, 4)
+	GGUF_TRAITS(Q2_K, q2_K, 2.625, 256, 84, 2)
 };
 
 int rl_dtype_from_name(const char *name, size_t len)

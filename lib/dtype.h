@@ -18,8 +18,16 @@
 	X(8, 16) X(8, 32) X(8, 64) X(8, 128) X(8, 256)
 
 #define RL_GROUP_ENUM(b, g) RL_Q##b##G##g,
-typedef enum { RL_F32, RL_F16, RL_BF16, RL_GROUP_FORMATS(RL_GROUP_ENUM) RL_NDTYPES } rl_dtype;
+/* then ggml's block formats (dtype_gguf.c), byte for byte as GGUF stores them */
+typedef enum {
+	RL_F32, RL_F16, RL_BF16, RL_GROUP_FORMATS(RL_GROUP_ENUM) RL_Q4_0, RL_Q8_0, RL_Q4_K, RL_Q2_K, RL_NDTYPES
+} rl_dtype;
 #undef RL_GROUP_ENUM
+
+/* A fused dequantize-dot of one row of n weights with f32 x; xsum16 holds the
+ * sums of x over each 16 elements (the formats with mins use them). */
+typedef float (*rl_row_dot_fn)(const void *restrict row, const float *restrict x, const float *restrict xsum16,
+			       size_t n);
 
 typedef struct {
 	const char *name;     /* as written in streams: "f32" */
@@ -29,7 +37,10 @@ typedef struct {
 	/* n elements of one row: to f32, and from f32 (rounding as the format defines) */
 	void (*to_float)(const void *restrict src, float *restrict dst, size_t n);
 	void (*from_float)(const float *restrict src, void *restrict dst, size_t n);
-	int qbits, group;     /* group formats: bits per q and group size; 0 for floats */
+	int qbits, group;     /* bits per q (0 for floats); group size for our group formats, else 0 */
+	/* ggml's block formats: the fused dot, portable and AVX2+FMA; NULL for the
+	 * others (the group formats' kernels are rl_qgemm_rows') */
+	rl_row_dot_fn dot, dot_avx2;
 } rl_dtype_traits;
 
 extern const rl_dtype_traits rl_dtypes[RL_NDTYPES];
@@ -41,6 +52,34 @@ int rl_dtype_from_name(const char *name, size_t len);
 size_t rl_row_bytes(rl_dtype t, uint64_t ncols);
 /* 1 for the quantized formats */
 static inline int rl_dtype_quantized(rl_dtype t) { return t >= RL_Q2G16 && t < RL_NDTYPES; }
+/* 1 when rl_qgemm_rows multiplies straight from the packed weights (decode's path) */
+static inline int rl_dtype_fused(rl_dtype t) { return rl_dtypes[t].group || rl_dtypes[t].dot; }
+
+/* ggml's block formats (dtype_gguf.c; layouts there): rows of n weights, n a
+ * multiple of the block (32 for q4_0 and q8_0, 256 for q4_K and q2_K).
+ * quantize_row rounds exactly as ggml's quantize_row_*_ref, dequantize_row is
+ * ggml's dequantize_row_*; the dots are the traits' dot and dot_avx2. */
+void rl_quantize_row_q4_0(const float *restrict x, void *restrict dst, size_t n);
+void rl_quantize_row_q8_0(const float *restrict x, void *restrict dst, size_t n);
+void rl_quantize_row_q4_K(const float *restrict x, void *restrict dst, size_t n);
+void rl_quantize_row_q2_K(const float *restrict x, void *restrict dst, size_t n);
+void rl_dequantize_row_q4_0(const void *restrict src, float *restrict y, size_t n);
+void rl_dequantize_row_q8_0(const void *restrict src, float *restrict y, size_t n);
+void rl_dequantize_row_q4_K(const void *restrict src, float *restrict y, size_t n);
+void rl_dequantize_row_q2_K(const void *restrict src, float *restrict y, size_t n);
+/* ggml's importance-matrix quantizers (quantize_q4_K / quantize_q2_K given
+ * quant_weights): imp holds n per-column weights, the mean squared activation
+ * of each input channel (llama.cpp's imatrix). */
+void rl_quantize_row_q4_K_imp(const float *restrict x, void *restrict dst, size_t n, const float *restrict imp);
+void rl_quantize_row_q2_K_imp(const float *restrict x, void *restrict dst, size_t n, const float *restrict imp);
+float rl_dot_q4_0(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q8_0(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q4_K(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q2_K(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q4_0_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q8_0_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q4_K_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot_q2_K_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
 
 /* Group formats, one group of n <= g elements at p (the bytes rl_group_bytes says):
  * pack stores scale, min and q[0..n-1]; unpack dequantizes to w (exactly

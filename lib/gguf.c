@@ -27,6 +27,7 @@ static const struct {
 	int ok;
 } ggml_types[] = {
 	{ 0, "F32", RL_F32, 1 }, { 1, "F16", RL_F16, 1 }, { 30, "BF16", RL_BF16, 1 },
+	{ 2, "Q4_0", RL_Q4_0, 1 }, { 8, "Q8_0", RL_Q8_0, 1 }, { 10, "Q2_K", RL_Q2_K, 1 }, { 12, "Q4_K", RL_Q4_K, 1 },
 };
 
 static int ggml_dtype(uint32_t t, rl_dtype *dt)

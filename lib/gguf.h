@@ -49,8 +49,8 @@ void rl_gguf_close(rl_gguf *g);        /* unmaps unless the mapping was taken (m
 const rl_gguf_kv *rl_gguf_find(const rl_gguf *g, const char *key);
 
 /* A model from a GGUF file of the llama, qwen2 or qwen3 architecture: config
- * from the metadata, tensors (f32, f16, bf16 and the quantized types we
- * implement) in place in the mapping, the tokenizer (SentencePiece "llama" or
+ * from the metadata, tensors (F32, F16, BF16, Q4_0, Q8_0, Q4_K, Q2_K: ggml's
+ * blocks are ours byte for byte) in place in the mapping, the tokenizer (SentencePiece "llama" or
  * byte-level BPE "gpt2"). llama's weights are in the interleaved RoPE layout
  * (llama.cpp's converter permutes HF's q/k rows to it), qwen2's and qwen3's in
  * rotate-half, so both run as they are. */

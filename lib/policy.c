@@ -205,8 +205,10 @@ int rl_policy_dtype(rl_policy *p, const rl_tensor *t, rl_dtype *dt)
 			d = p->rule_dtype[tg->rule];
 	}
 	if (rl_row_bytes(d, t->shape[t->ndim - 1]) == 0) {
-		rl_seterr("tensor %s: row length %llu does not fit %s (blocks of %zu); use a group format such as q4g32",
-			  t->name, (unsigned long long)t->shape[t->ndim - 1], rl_dtypes[d].name, rl_dtypes[d].block);
+		/* ggml's blocks: the hint is our group format of the same bits, which takes any row */
+		rl_seterr("tensor %s: row length %llu is not a multiple of %zu (%s); use q%dg32", t->name,
+			  (unsigned long long)t->shape[t->ndim - 1], rl_dtypes[d].block, rl_dtypes[d].name,
+			  rl_dtypes[d].qbits ? rl_dtypes[d].qbits : 4);
 		return -1;
 	}
 	*dt = d;
@@ -241,9 +243,13 @@ const char *rl_policy_help(void)
 	       "                               groups of G weights along a row, w = scale*q + min,\n"
 	       "                               f16 scale and min per group; B + 32/G bits per weight\n"
 	       "  q2 q3 q4 q8                  q2g32 q3g32 q4g32 q8g32\n"
+	       "  q4_0 q8_0 q4_K q2_K          ggml's GGUF blocks, byte for byte as llama.cpp's quantize\n"
+	       "                               writes them (4.5, 8.5, 4.5, 2.625 bits per weight); rows\n"
+	       "                               must be multiples of 32 (q4_0, q8_0) or 256 (q4_K, q2_K)\n"
 	       "\n"
 	       "examples:\n"
 	       "  -p w4w2\n"
 	       "  -p 'q4;ffn_gate,ffn_up=q2;blk.0-3.ffn_*=q4g32'\n"
-	       "  -p 'q4g64;output=f16'\n";
+	       "  -p 'q4g64;output=f16'\n"
+	       "  -p 'q4_K;ffn_gate,ffn_up=q2_K'   (rows of multiples of 256)\n";
 }

@@ -237,19 +237,72 @@ size_t rl_qgemv_scratch(int IC, int N)
 	return (size_t)N * ((size_t)IC + (size_t)IC / 16 + 1);
 }
 
+/* ---- ggml's block formats: the traits' row dot, given each vector's sums of 16 ---- */
+
+typedef struct {
+	rl_row_dot_fn dot;
+	const unsigned char *W;
+	const float *X, *S; /* N vectors (stride ldx) and their sums of 16 (stride sstride) */
+	float *Y;
+	int IC, N;
+	size_t ldx, ldy, sstride, row_bytes;
+} bjob;
+
+static void block_rows(void *arg, int64_t r0, int64_t r1)
+{
+	const bjob *j = arg;
+	for (int64_t r = r0; r < r1; r++)
+		for (int n = 0; n < j->N; n++)
+			j->Y[(size_t)n * j->ldy + r] = j->dot(j->W + (size_t)r * j->row_bytes, j->X + (size_t)n * j->ldx,
+							     j->S + (size_t)n * j->sstride, (size_t)j->IC);
+}
+
+static int block_gemm_rows(const rl_dtype_traits *tr, int OC, int IC, const void *W, int N, const float *X,
+			   size_t ldx, float *Y, size_t ldy, float *scratch)
+{
+	bjob j = { tr->dot, W, X, scratch, Y, IC, N, ldx, ldy, (size_t)IC + (size_t)IC / 16 + 1,
+		   rl_row_bytes((rl_dtype)(tr - rl_dtypes), (uint64_t)IC) };
+#if defined(__x86_64__)
+	if (use_avx2 && tr->dot_avx2)
+		j.dot = tr->dot_avx2;
+#endif
+	for (int n = 0; n < N; n++) {
+		const float *x = X + (size_t)n * ldx;
+		float *xsum = scratch + (size_t)n * j.sstride;
+		for (int g = 0; g < IC / 16; g++) {
+			float s = 0;
+			for (int i = 16 * g; i < 16 * g + 16; i++)
+				s += x[i];
+			xsum[g] = s;
+		}
+	}
+	int64_t grain = 16;
+	while (grain * (int64_t)j.row_bytes < (64 << 10) && grain < OC)
+		grain *= 2;
+	rl_parallel_for(OC, grain, block_rows, &j);
+	return 0;
+}
+
 int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
 		  size_t ldy, float *scratch)
 {
 	const rl_dtype_traits *tr = &rl_dtypes[dt];
-	if (!tr->group) {
-		rl_seterr("rl_qgemv: %s is not a group format", tr->name);
-		return -1;
-	}
 	if (use_avx2 < 0) {
 		use_avx2 = 0;
 #if defined(__x86_64__)
 		use_avx2 = rl_cpu_avx2();
 #endif
+	}
+	if (!tr->group && tr->dot) {
+		if (rl_row_bytes(dt, (uint64_t)IC) == 0) {
+			rl_seterr("rl_qgemv: a row of %d does not fit %s's blocks of %zu", IC, tr->name, tr->block);
+			return -1;
+		}
+		return block_gemm_rows(tr, OC, IC, W, N, X, ldx, Y, ldy, scratch);
+	}
+	if (!tr->group) {
+		rl_seterr("rl_qgemv: %s has no fused kernel", tr->name);
+		return -1;
 	}
 	int G = tr->group, bits = tr->qbits, ngroups = (IC + G - 1) / G;
 	size_t sstride = (size_t)IC + (size_t)IC / 16 + 1;

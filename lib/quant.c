@@ -148,6 +148,9 @@ static void quantize_rows(void *arg, int64_t r0, int64_t r1)
 				rl_group_pack(dst, tr->qbits, g, s16, m16, q);
 				dst += rl_group_bytes(tr->qbits, g);
 			}
+		} else if (j->imp && j->m == RL_QUANT_MSE && (j->dt == RL_Q4_K || j->dt == RL_Q2_K)) {
+			/* ggml's k-quants given an importance matrix, as llama.cpp's quantize --imatrix */
+			(j->dt == RL_Q4_K ? rl_quantize_row_q4_K_imp : rl_quantize_row_q2_K_imp)(row, dst, n, j->imp);
 		} else {
 			tr->from_float(row, dst, n);
 		}
@@ -155,7 +158,8 @@ static void quantize_rows(void *arg, int64_t r0, int64_t r1)
 		double e2 = 0;
 		for (size_t i = 0; i < n; i++)
 			e2 += (double)(row[i] - back[i]) * (row[i] - back[i]);
-		j->sum_e2[r] = e2;
+		/* NaN when a block's f16 scale overflowed (ggml's formats store it unchecked) */
+		j->sum_e2[r] = isfinite(e2) ? e2 : NAN;
 	}
 	free(row);
 }
@@ -196,7 +200,8 @@ int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const
 	for (uint64_t r = 0; r < nrows && rc == 0; r++) {
 		if (isnan(j.sum_e2[r])) {
 			rl_seterr("tensor %s: row %llu holds a non-finite weight%s", t->name, (unsigned long long)r,
-				  rl_dtypes[dt].group ? " or one beyond f16's range (65504)" : "");
+				  rl_dtypes[dt].group ? " or one beyond f16's range (65504)"
+				  : rl_dtype_quantized(dt) ? " or weights too large for the f16 scales of its blocks" : "");
 			rc = -1;
 		}
 		w2 += j.sum_w2[r];

@@ -34,14 +34,19 @@ void rl_group_quantize(const float *w, const float *imp, size_t n, int bits, rl_
 
 /* Stores tensor t (any dtype) as dt: *out is allocated (posix_memalign 64, caller
  * frees), *bytes its size. imp (t's columns) weights the error of each input
- * channel, NULL for none. Rows run on the worker pool. Fails, naming the tensor
- * and row, on a non-finite weight or, for the group formats, one beyond f16's range. */
+ * channel, NULL for none. ggml's formats always round as ggml does: its
+ * reference quantizers, or for q4_K and q2_K with imp and RL_QUANT_MSE its
+ * importance-matrix ones (imp as llama.cpp's imatrix); m does not apply otherwise.
+ * Rows run on the worker pool. Fails, naming the tensor and row, on a non-finite
+ * weight or, for the group formats, one beyond f16's range (for ggml's, weights
+ * whose block scale overflows f16). */
 int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const float *imp, void **out,
 		       size_t *bytes, rl_quant_stats *st);
 
-/* y (OC) = W (OC rows of IC in group format dt) . x, straight from the packed
- * weights: AVX2+FMA when the CPU has it, else portable code; rows on the worker
- * pool. scratch holds IC + IC/16 + 1 floats. -1 when dt is not a group format. */
+/* y (OC) = W (OC rows of IC in group format dt, or a ggml block format whose
+ * blocks IC fills) . x, straight from the packed weights: AVX2+FMA when the CPU
+ * has it, else portable code; rows on the worker pool. scratch holds
+ * IC + IC/16 + 1 floats. -1 when dt has no fused kernel (rl_dtype_fused). */
 int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch);
 /* N vectors at once (rows of X and Y, strides ldx and ldy), each output bit for
  * bit what rl_qgemv gives for that vector alone. scratch holds

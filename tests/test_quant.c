@@ -283,7 +283,7 @@ static void test_qgemv(void)
 		rl_qgemv_select(impl);
 		double worst = 0;
 		char where[160] = "";
-		for (int dt = RL_Q2G16; dt < RL_NDTYPES; dt++)
+		for (int dt = RL_Q2G16; dt < RL_Q4_0; dt++) /* the group formats; ggml's: test_gguf_quant */
 			for (size_t k = 0; k < sizeof ics / sizeof *ics; k++) {
 				int IC = ics[k];
 				size_t rb = rl_row_bytes((rl_dtype)dt, IC);
@@ -331,7 +331,7 @@ static void test_dequant_row(void)
 	static const int lens[] = { 32, 64, 96, 172, 256, 300, 1024, 4099 };
 	int bad = 0;
 	char why[128] = "";
-	for (int dt = RL_Q2G16; dt < RL_NDTYPES; dt++)
+	for (int dt = RL_Q2G16; dt < RL_Q4_0; dt++) /* the group formats; ggml's: test_gguf_quant */
 		for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
 			int n = lens[k], G = rl_dtypes[dt].group, bits = rl_dtypes[dt].qbits;
 			float *w = malloc(n * 4), *a = malloc(n * 4), *b = malloc(n * 4);
