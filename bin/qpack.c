@@ -37,9 +37,18 @@ typedef struct {
 
 typedef struct {
 	const rl_quant_stats *st;
-	rl_quant_method method;
+	const char *quantizer;  /* what chose the weights */
 	int quantized;
 } stats_arg;
+
+/* ggml's formats are always quantized by ggml's own rules (its imatrix ones
+ * with importance and mse); our group formats by the method asked for. */
+static const char *quantizer_name(rl_dtype dt, rl_quant_method m, const float *imp)
+{
+	if (rl_dtypes[dt].group)
+		return rl_quant_method_name(m);
+	return imp && m == RL_QUANT_MSE && (dt == RL_Q4_K || dt == RL_Q2_K) ? "ggml-imatrix" : "ggml";
+}
 
 static void pack_stats(msgpack_packer *pk, void *arg)
 {
@@ -52,7 +61,7 @@ static void pack_stats(msgpack_packer *pk, void *arg)
 	if (finite)
 		rl_pack_kv_double(pk, "sqnr_db", a->st->sqnr_db);
 	if (a->quantized)
-		rl_pack_kv_str(pk, "quantizer", rl_quant_method_name(a->method));
+		rl_pack_kv_str(pk, "quantizer", a->quantizer);
 }
 
 /* Stores one tensor as the policy says, with its error statistics when it changes. */
@@ -78,7 +87,7 @@ static int write_tensor(rl_writer *w, const rl_tensor *t, void *arg)
 		imp = c->imp->imp[t - c->m->tensors];
 	if (rl_quantize_tensor(t, dt, c->method, imp, &q, &bytes, &st))
 		return -1;
-	stats_arg sa = { &st, c->method, rl_dtype_quantized(dt) };
+	stats_arg sa = { &st, quantizer_name(dt, c->method, imp), rl_dtype_quantized(dt) };
 	int rc = rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, q, pack_stats, &sa);
 	free(q);
 	if (t->ndim == 2) {
@@ -90,8 +99,8 @@ static int write_tensor(rl_writer *w, const rl_tensor *t, void *arg)
 		}
 	}
 	if (!c->quiet && rc == 0)
-		fprintf(stderr, "qpack: %-28s %-6s %s %5.2f bpw  rmse %.3g  sqnr %.1f dB\n", t->name,
-			rl_dtypes[dt].name, sa.quantized ? rl_quant_method_name(c->method) : "   ", st.bpw, st.rmse,
+		fprintf(stderr, "qpack: %-28s %-6s %-4s %5.2f bpw  rmse %.3g  sqnr %.1f dB\n", t->name,
+			rl_dtypes[dt].name, sa.quantized ? sa.quantizer : "   ", st.bpw, st.rmse,
 			st.sqnr_db);
 	return rc;
 }

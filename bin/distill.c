@@ -1,0 +1,606 @@
+/* distill: trains LoRA adapters on a (quantized) student by logit
+ * distillation from the teacher's top-k logits in a samples stream
+ * (teacher-gen), so the student's output distribution comes back to the
+ * teacher's. The samples are held in memory; the teacher is never needed. */
+#include <err.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "lora.h"
+#include "model.h"
+#include "optim.h"
+#include "stream.h"
+#include "tool.h"
+#include "train.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: distill [-r RANK] [--alpha A] [--targets PATTERN] [--lr LR] [--epochs E]\n"
+		"               [--batch-tokens N] [--accum K] [--warmup STEPS] [--min-lr-ratio R] [--clip C]\n"
+		"               [--weight-decay W] [--tau T] [--ce MIX] [--heldout FRAC] [--eval-every N]\n"
+		"               [--seed S] [--checkpoint FILE] [--checkpoint-every N] [--resume FILE]\n"
+		"               [--samples FILE] [-t N] [-o ADAPTER] STUDENT\n"
+		"Reads a samples stream (--samples FILE, else stdin) and writes an adapter stream\n"
+		"to ADAPTER (atomically) or stdout.\n");
+}
+
+typedef struct {
+	uint64_t id;
+	int T, P;             /* tokens, prompt tokens */
+	int32_t *tok;         /* (T) */
+	int32_t *ids;         /* ((T-P) k) */
+	unsigned char *lg;    /* ((T-P) k) f16 or f32 */
+	float *lse;           /* (T-P) at the distillation temperature */
+	int heldout;
+} sample;
+
+typedef struct {
+	sample *s;
+	size_t n;
+	int V, k, f32;
+	char teacher[65];
+	double kd_temp;       /* of the stream's logsumexp_tau, 0 when none */
+} sample_set;
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	if (*s == 0 || *end || v < lo || v > hi)
+		errx(2, "%s %s: not an integer from %ld to %ld", opt, s, lo, hi);
+	return v;
+}
+
+static double parse_double(const char *opt, const char *s, double lo, double hi)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (*s == 0 || *end || !(v >= lo && v <= hi))
+		errx(2, "%s %s: not a number from %g to %g", opt, s, lo, hi);
+	return v;
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	void *q = malloc(n ? n : 1);
+	if (!q)
+		errx(1, "out of memory holding the samples");
+	memcpy(q, p, n);
+	return q;
+}
+
+/* Reads every sample of the stream into memory, checking it belongs to m. */
+static void read_samples(const char *path, const rl_model *m, double tau, sample_set *ss)
+{
+	rl_reader *r = rl_reader_open(path);
+	if (!r)
+		errx(1, "%s", rl_err());
+	rl_msg msg;
+	int got;
+	size_t cap = 0;
+	uint32_t *seen = NULL, mark = 0;
+	memset(ss, 0, sizeof *ss);
+	while ((got = rl_read(r, &msg)) > 0) {
+		if (msg.type == RL_MSG_HEADER) {
+			if (strcmp(rl_reader_kind(r), "samples"))
+				errx(1, "%s: a %s stream, not samples", rl_reader_name(r), rl_reader_kind(r));
+			const rl_samples_info *info = rl_reader_samples(r);
+			if ((int)info->vocab_size != m->cfg.vocab_size)
+				errx(1, "%s: samples over a vocabulary of %u tokens; the student %s has %d",
+				     rl_reader_name(r), info->vocab_size, m->origin, m->cfg.vocab_size);
+			rl_mp_strcpy(rl_reader_header(r), "teacher", ss->teacher, sizeof ss->teacher);
+			if (strcmp(ss->teacher, m->source))
+				errx(1, "%s: samples of teacher %.12s, but the student %s comes from %.12s",
+				     rl_reader_name(r), ss->teacher, m->origin, m->source);
+			ss->V = (int)info->vocab_size;
+			ss->k = (int)info->topk;
+			ss->f32 = info->logit_dtype == RL_F32;
+			ss->kd_temp = 0;
+			if (info->has_tau)
+				rl_mp_double(rl_reader_header(r), "kd_temp", &ss->kd_temp);
+			if (tau != 1 && ss->k < ss->V && !(info->has_tau && fabs(ss->kd_temp - tau) < 1e-9))
+				errx(1, "%s: --tau %g needs the teacher's logsumexp at that temperature (teacher-gen "
+					"--kd-temp %g) when only the top-%d logits are recorded", rl_reader_name(r), tau, tau,
+				     ss->k);
+		} else if (msg.type == RL_MSG_SAMPLE) {
+			const rl_sample_msg *s = &msg.sample;
+			if (s->ntokens > (uint32_t)m->cfg.seq_len)
+				errx(1, "%s: sample %llu has %u tokens, more than the student's context %d",
+				     rl_reader_name(r), (unsigned long long)s->id, s->ntokens, m->cfg.seq_len);
+			if (ss->n == cap) {
+				cap = cap ? 2 * cap : 1024;
+				if (!(ss->s = realloc(ss->s, cap * sizeof *ss->s)))
+					errx(1, "out of memory holding the samples");
+			}
+			sample *d = &ss->s[ss->n++];
+			size_t R = s->ntokens - s->prompt_len, k = (size_t)ss->k, esz = ss->f32 ? 4 : 2;
+			d->id = s->id;
+			d->T = (int)s->ntokens;
+			d->P = (int)s->prompt_len;
+			d->tok = dup_bytes(s->tokens, (size_t)d->T * 4);
+			d->ids = dup_bytes(s->topk_ids, R * k * 4);
+			d->lg = dup_bytes(s->topk_logits, R * k * esz);
+			d->lse = dup_bytes(tau != 1 && ss->k < ss->V ? s->logsumexp_tau : s->logsumexp, R * 4);
+			for (size_t i = 0; i < (size_t)d->T; i++)
+				if (d->tok[i] < 0 || d->tok[i] >= ss->V)
+					errx(1, "%s: sample %llu: token %d is outside the vocabulary", rl_reader_name(r),
+					     (unsigned long long)d->id, d->tok[i]);
+			/* each row's top-k ids distinct and in the vocabulary (the loss relies on it) */
+			if (!seen && !(seen = calloc((size_t)ss->V, sizeof *seen)))
+				errx(1, "out of memory");
+			for (size_t j = 0; j < R; j++) {
+				mark++;
+				for (size_t i = 0; i < k; i++) {
+					int32_t id = d->ids[j * k + i];
+					if (id < 0 || id >= ss->V || seen[id] == mark)
+						errx(1, "%s: sample %llu row %zu: top-k id %d is %s", rl_reader_name(r),
+						     (unsigned long long)d->id, j, id, id < 0 || id >= ss->V ? "outside the vocabulary" : "repeated");
+					seen[id] = mark;
+				}
+			}
+		}
+	}
+	if (got < 0)
+		errx(1, "%s: %s", rl_reader_name(r), rl_err());
+	free(seen);
+	rl_reader_close(r);
+	if (ss->n == 0)
+		errx(1, "%s: no samples", path);
+}
+
+/* The teacher's logits of one row as f32. */
+static void row_logits(const sample_set *ss, const sample *s, int j, float *out)
+{
+	size_t k = (size_t)ss->k;
+	if (ss->f32) {
+		memcpy(out, s->lg + (size_t)j * k * 4, k * 4);
+		return;
+	}
+	for (size_t i = 0; i < k; i++) {
+		uint16_t h;
+		memcpy(&h, s->lg + ((size_t)j * k + i) * 2, 2);
+		out[i] = rl_f16_to_f32(h);
+	}
+}
+
+typedef struct {
+	double kl, ce;
+	size_t rows;
+} loss_sum;
+
+/* Runs the samples idx[0..n) through the student as one batch; adds the loss
+ * (and, when train, its gradient at weight 1/step_rows per row) to *ls. The
+ * full-vocabulary logsumexp at tau comes from the stream, or is computed when
+ * the stream holds every logit. */
+static int run_batch(rl_train *t, const sample_set *ss, const size_t *idx, int n, double tau, double ce_mix,
+		     double step_rows, int train, rl_seq *seqs, float *tl, float *scratch, loss_sum *ls)
+{
+	for (int i = 0; i < n; i++) {
+		const sample *s = &ss->s[idx[i]];
+		seqs[i] = (rl_seq){ .slot = 0, .pos0 = 0, .ntok = s->T - 1, .tokens = s->tok };
+	}
+	if (rl_train_forward(t, n, seqs))
+		return -1;
+	const float *logits = rl_train_logits(t);
+	float *dz = train ? rl_train_dlogits(t) : NULL;
+	size_t row = 0, V = (size_t)ss->V;
+	float wkl = (float)((1 - ce_mix) / step_rows), wce = (float)(ce_mix / step_rows);
+	for (int i = 0; i < n; i++) {
+		const sample *s = &ss->s[idx[i]];
+		for (int j = 0; j < s->T - s->P; j++) {
+			size_t at = row + (size_t)(s->P - 1 + j);
+			const float *z = logits + at * V;
+			row_logits(ss, s, j, tl);
+			float lse = s->lse[j];
+			if (tau != 1 && ss->k == ss->V) { /* every logit is here: the logsumexp at tau exactly */
+				double mx = -INFINITY, sum = 0;
+				for (int v = 0; v < ss->k; v++)
+					mx = tl[v] / tau > mx ? tl[v] / tau : mx;
+				for (int v = 0; v < ss->k; v++)
+					sum += exp(tl[v] / tau - mx);
+				lse = (float)(mx + log(sum));
+			}
+			ls->kl += rl_kl_topk_tail(z, ss->V, ss->k, s->ids + (size_t)j * ss->k, tl, lse, (float)tau,
+						  wkl, dz ? dz + at * V : NULL, scratch);
+			if (ce_mix > 0 || !train)
+				ls->ce += rl_cross_entropy(z, ss->V, s->tok[s->P + j], wce, dz && ce_mix > 0 ? dz + at * V : NULL);
+			ls->rows++;
+		}
+		row += (size_t)(s->T - 1);
+	}
+	return train ? rl_train_backward(t) : 0;
+}
+
+/* The order of an epoch: training samples sorted by a seeded hash of (epoch, id). */
+typedef struct {
+	uint64_t key;
+	size_t i;
+} keyed;
+
+static int by_key(const void *a, const void *b)
+{
+	const keyed *x = a, *y = b;
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static size_t epoch_order(const sample_set *ss, uint64_t seed, int epoch, size_t *out)
+{
+	keyed *k = malloc(ss->n * sizeof *k);
+	if (!k)
+		errx(1, "out of memory");
+	size_t n = 0;
+	for (size_t i = 0; i < ss->n; i++)
+		if (!ss->s[i].heldout)
+			k[n++] = (keyed){ mix64(mix64(seed ^ mix64((uint64_t)epoch + 1)) ^ ss->s[i].id), i };
+	qsort(k, n, sizeof *k, by_key);
+	for (size_t i = 0; i < n; i++)
+		out[i] = k[i].i;
+	free(k);
+	return n;
+}
+
+/* Micro-batches of at most batch_tokens tokens each, in order: starts (nb+1). */
+static size_t pack(const sample_set *ss, const size_t *order, size_t n, long batch_tokens, size_t *starts)
+{
+	size_t nb = 0, tok = 0;
+	starts[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t T = (size_t)ss->s[order[i]].T - 1;
+		if (i > starts[nb] && tok + T > (size_t)batch_tokens) {
+			starts[++nb] = i;
+			tok = 0;
+		}
+		tok += T;
+	}
+	starts[++nb] = n;
+	return nb;
+}
+
+/* ---- checkpoints: an adapter stream whose summary holds the optimizer ---- */
+
+typedef struct {
+	uint64_t step;
+	const rl_adamw *opt;
+	double kl;
+} ckpt_info;
+
+static int write_adapter(const char *path, const rl_adapter *a, const ckpt_info *ck, const char *what)
+{
+	rl_writer *w = rl_writer_open(path);
+	if (!w)
+		return -1;
+	char producer[64];
+	snprintf(producer, sizeof producer, "distill %s", RL_VERSION);
+	if (rl_adapter_write(a, w, producer)) {
+		rl_writer_abort(w);
+		return -1;
+	}
+	msgpack_packer *pk = rl_writer_packer(w);
+	msgpack_pack_map(pk, ck->opt ? 6 : 4);
+	rl_pack_kv_str(pk, "t", "summary");
+	rl_pack_kv_str(pk, "what", what);
+	rl_pack_kv_int(pk, "step", (int64_t)ck->step);
+	rl_pack_kv_double(pk, "train_kl", ck->kl);
+	if (ck->opt) {
+		rl_pack_kv_bin(pk, "adam_m", ck->opt->m, ck->opt->n * sizeof(float));
+		rl_pack_kv_bin(pk, "adam_v", ck->opt->v, ck->opt->n * sizeof(float));
+	}
+	rl_writer_message_done(w);
+	if (rl_write_end(w) || rl_writer_commit(w)) {
+		rl_writer_abort(w);
+		return -1;
+	}
+	return 0;
+}
+
+/* Restores the optimizer and step of a checkpoint written above. */
+static void read_checkpoint_state(const char *path, rl_adamw *opt, uint64_t *step, double *kl)
+{
+	rl_reader *r = rl_reader_open(path);
+	if (!r)
+		errx(1, "--resume: %s", rl_err());
+	rl_msg msg;
+	int got, found = 0;
+	while ((got = rl_read(r, &msg)) > 0) {
+		if (msg.type != RL_MSG_SUMMARY)
+			continue;
+		const void *m, *v;
+		size_t lm, lv;
+		int64_t st;
+		if (rl_mp_int(msg.map, "step", &st) || rl_mp_bin(msg.map, "adam_m", &m, &lm) ||
+		    rl_mp_bin(msg.map, "adam_v", &v, &lv))
+			errx(1, "--resume %s: not a distill checkpoint (its summary lacks the optimizer): %s", path, rl_err());
+		if (lm != opt->n * sizeof(float) || lv != lm || st < 0)
+			errx(1, "--resume %s: optimizer state for %zu parameters; this adapter has %zu", path,
+			     lm / sizeof(float), opt->n);
+		if (rl_mp_double(msg.map, "train_kl", kl))
+			*kl = NAN;
+		memcpy(opt->m, m, lm);
+		memcpy(opt->v, v, lv);
+		*step = (uint64_t)st;
+		opt->t = (uint64_t)st;
+		found = 1;
+	}
+	if (got < 0)
+		errx(1, "--resume %s: %s", path, rl_err());
+	rl_reader_close(r);
+	if (!found)
+		errx(1, "--resume %s: not a distill checkpoint (no summary)", path);
+}
+
+static double model_params(const rl_model *m)
+{
+	double n = 0;
+	for (int i = 0; i < m->ntensors; i++)
+		n += (double)m->tensors[i].shape[0] * (double)(m->tensors[i].ndim > 1 ? m->tensors[i].shape[1] : 1);
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	rl_tool_init();
+	long rank = 8, epochs = 2, batch_tokens = 4096, accum = 1, warmup = -1, eval_every = 50, ckpt_every = 0;
+	double alpha = -1, lr = 2e-3, min_ratio = 0.1, clip = 1.0, wd = 0.0, tau = 1.0, ce_mix = 0.0, heldout = 0.05;
+	unsigned long long seed = 1;
+	int threads = 0;
+	const char *targets = NULL, *out = NULL, *samples = "-", *ckpt = NULL, *resume = NULL;
+	enum { O_ALPHA = 256, O_TARGETS, O_LR, O_EPOCHS, O_BT, O_ACCUM, O_WARMUP, O_MINLR, O_CLIP, O_WD, O_TAU,
+	       O_CE, O_HELD, O_EVAL, O_SEED, O_CKPT, O_CKEVERY, O_RESUME, O_SAMPLES };
+	static const struct option longopts[] = {
+		{ "alpha", required_argument, NULL, O_ALPHA }, { "targets", required_argument, NULL, O_TARGETS },
+		{ "lr", required_argument, NULL, O_LR }, { "epochs", required_argument, NULL, O_EPOCHS },
+		{ "batch-tokens", required_argument, NULL, O_BT }, { "accum", required_argument, NULL, O_ACCUM },
+		{ "warmup", required_argument, NULL, O_WARMUP }, { "min-lr-ratio", required_argument, NULL, O_MINLR },
+		{ "clip", required_argument, NULL, O_CLIP }, { "weight-decay", required_argument, NULL, O_WD },
+		{ "tau", required_argument, NULL, O_TAU }, { "ce", required_argument, NULL, O_CE },
+		{ "heldout", required_argument, NULL, O_HELD }, { "eval-every", required_argument, NULL, O_EVAL },
+		{ "seed", required_argument, NULL, O_SEED }, { "checkpoint", required_argument, NULL, O_CKPT },
+		{ "checkpoint-every", required_argument, NULL, O_CKEVERY }, { "resume", required_argument, NULL, O_RESUME },
+		{ "samples", required_argument, NULL, O_SAMPLES }, { "rank", required_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "r:t:o:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'r': rank = parse_long("-r", optarg, 1, 4096); break;
+		case O_ALPHA: alpha = parse_double("--alpha", optarg, 1e-6, 1e6); break;
+		case O_TARGETS: targets = optarg; break;
+		case O_LR: lr = parse_double("--lr", optarg, 1e-9, 10); break;
+		case O_EPOCHS: epochs = parse_long("--epochs", optarg, 1, 100000); break;
+		case O_BT: batch_tokens = parse_long("--batch-tokens", optarg, 1, 1 << 24); break;
+		case O_ACCUM: accum = parse_long("--accum", optarg, 1, 1 << 20); break;
+		case O_WARMUP: warmup = parse_long("--warmup", optarg, 0, 1L << 40); break;
+		case O_MINLR: min_ratio = parse_double("--min-lr-ratio", optarg, 0, 1); break;
+		case O_CLIP: clip = parse_double("--clip", optarg, 0, 1e9); break;
+		case O_WD: wd = parse_double("--weight-decay", optarg, 0, 10); break;
+		case O_TAU: tau = parse_double("--tau", optarg, 0.05, 100); break;
+		case O_CE: ce_mix = parse_double("--ce", optarg, 0, 1); break;
+		case O_HELD: heldout = parse_double("--heldout", optarg, 0, 0.9); break;
+		case O_EVAL: eval_every = parse_long("--eval-every", optarg, 0, 1L << 40); break;
+		case O_SEED:
+			if (rl_parse_seed(optarg, &seed))
+				errx(2, "--seed %s: not a non-negative integer", optarg);
+			break;
+		case O_CKPT: ckpt = optarg; break;
+		case O_CKEVERY: ckpt_every = parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
+		case O_RESUME: resume = optarg; break;
+		case O_SAMPLES: samples = optarg; break;
+		case 't':
+			if ((threads = rl_parse_threads(optarg)) < 0)
+				errx(2, "-t %s: not a thread count from 1 to 1024", optarg);
+			break;
+		case 'o': out = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 2;
+	}
+	if (ckpt_every && !ckpt)
+		errx(2, "--checkpoint-every needs --checkpoint FILE");
+	if (!out && isatty(1))
+		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
+	if (alpha < 0)
+		alpha = (double)rank; /* alpha/r = 1: the update's scale does not change with the rank */
+	rl_set_threads(threads);
+
+	rl_model m;
+	if (rl_model_load(argv[optind], NULL, &m))
+		errx(1, "%s", rl_err());
+	if (m.adapter)
+		errx(1, "%s: the student already carries an adapter; merge it first (lora-merge) or give the base", argv[optind]);
+	sample_set ss;
+	read_samples(samples, &m, tau, &ss);
+	size_t nheld = 0, longest = 0;
+	for (size_t i = 0; i < ss.n; i++) {
+		sample *s = &ss.s[i];
+		s->heldout = heldout > 0 && (double)(mix64(seed ^ 0x5eedull ^ mix64(s->id)) >> 11) * 0x1.0p-53 < heldout;
+		nheld += (size_t)s->heldout;
+		longest = (size_t)s->T > longest ? (size_t)s->T : longest;
+	}
+	if (nheld == ss.n)
+		errx(1, "--heldout %g leaves no training sample of %zu", heldout, ss.n);
+
+	rl_adapter a;
+	if (rl_adapter_new(&a, &m, targets, (int)rank, alpha))
+		errx(1, "--targets %s: %s", targets ? targets : "(default)", rl_err());
+	if (resume) {
+		rl_adapter r;
+		if (rl_adapter_read(resume, &m, &r))
+			errx(1, "--resume: %s", rl_err());
+		if (r.nparams != a.nparams || r.rank != a.rank || r.alpha != a.alpha)
+			errx(1, "--resume %s: rank %d alpha %g over %zu parameters, not this run's rank %ld alpha %g (%zu)",
+			     resume, r.rank, r.alpha, r.nparams, rank, alpha, a.nparams);
+		memcpy(a.params, r.params, a.nparams * sizeof(float));
+		rl_adapter_free(&r);
+	} else {
+		rl_adapter_init_standard(&a, seed);
+	}
+	size_t max_tokens = (size_t)batch_tokens > longest ? (size_t)batch_tokens : longest;
+	rl_train *t = rl_train_new(&m, &a, (int)max_tokens, (int)longest);
+	if (!t)
+		errx(1, "%s", rl_err());
+	rl_adamw opt;
+	if (rl_adamw_init(&opt, a.nparams))
+		errx(1, "%s", rl_err());
+	uint64_t step = 0;
+	double last_kl = NAN;
+	if (resume)
+		read_checkpoint_state(resume, &opt, &step, &last_kl);
+
+	/* the schedule: every epoch's micro-batches, accum to a step */
+	size_t *order = malloc(ss.n * sizeof *order), *starts = malloc((ss.n + 1) * sizeof *starts);
+	size_t *held = malloc((nheld + 1) * sizeof *held), nh = 0;
+	rl_seq *seqs = malloc(ss.n * sizeof *seqs);
+	float *tl = malloc((size_t)ss.k * sizeof *tl), *scratch = malloc((size_t)ss.V * sizeof *scratch);
+	if (!order || !starts || !held || !seqs || !tl || !scratch)
+		errx(1, "out of memory");
+	for (size_t i = 0; i < ss.n; i++)
+		if (ss.s[i].heldout)
+			held[nh++] = i;
+	uint64_t total = 0;
+	for (int e = 0; e < epochs; e++) {
+		size_t n = epoch_order(&ss, seed, e, order), nb = pack(&ss, order, n, batch_tokens, starts);
+		total += (nb + (size_t)accum - 1) / (size_t)accum;
+	}
+	if (warmup < 0)
+		warmup = (long)(total / 20); /* 5% of the steps */
+	if (step > total)
+		errx(1, "--resume: the checkpoint is at step %llu of a run of %llu steps", (unsigned long long)step,
+		     (unsigned long long)total);
+	fprintf(stderr, "distill: %s: %d targets, rank %ld, alpha %g, %zu parameters (%.2f%% of the model's); %zu samples "
+		"(%zu held out), top-%d, tau %g; %llu steps over %ld epochs\n", m.origin, a.ntargets, rank, alpha,
+		a.nparams, 100.0 * (double)a.nparams / model_params(&m), ss.n, nheld, ss.k, tau,
+		(unsigned long long)total, epochs);
+
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	rl_adamw_cfg ocfg = { 0.9, 0.999, 1e-8, wd };
+	double t0 = now(), last = t0;
+	uint64_t s_global = 0, tokens = 0;
+	int tty = rl_stderr_tty();
+	for (int e = 0; e < epochs && !stop_signal; e++) {
+		size_t n = epoch_order(&ss, seed, e, order), nb = pack(&ss, order, n, batch_tokens, starts);
+		for (size_t b0 = 0; b0 < nb && !stop_signal; b0 += (size_t)accum, s_global++) {
+			if (s_global < step)
+				continue; /* done before the checkpoint this run resumed */
+			size_t b1 = b0 + (size_t)accum < nb ? b0 + (size_t)accum : nb;
+			double rows = 0;
+			for (size_t i = starts[b0]; i < starts[b1]; i++)
+				rows += ss.s[order[i]].T - ss.s[order[i]].P;
+			loss_sum ls = { 0 };
+			rl_train_zero_grad(t);
+			for (size_t b = b0; b < b1; b++)
+				if (run_batch(t, &ss, order + starts[b], (int)(starts[b + 1] - starts[b]), tau, ce_mix, rows, 1,
+					      seqs, tl, scratch, &ls))
+					errx(1, "step %llu: %s", (unsigned long long)step + 1, rl_err());
+			double norm = rl_clip_grad_norm(rl_train_grad(t), a.nparams, clip);
+			if (!isfinite(ls.kl) || !isfinite(norm))
+				errx(1, "step %llu: the loss or its gradient is not finite (KL %g, gradient norm %g); "
+					"the last good checkpoint is %s", (unsigned long long)step + 1, ls.kl, norm,
+				     ckpt ? ckpt : "(none: use --checkpoint)");
+			double rate = rl_lr_at(step, (uint64_t)warmup, total, lr, min_ratio);
+			rl_adamw_step(&opt, &ocfg, rate, a.params, rl_train_grad(t));
+			step++;
+			for (size_t i = starts[b0]; i < starts[b1]; i++)
+				tokens += (uint64_t)ss.s[order[i]].T - 1;
+			last_kl = ls.kl / (double)ls.rows;
+			if (eval_every && nheld && (step % (uint64_t)eval_every == 0 || step == total)) {
+				loss_sum h = { 0 };
+				for (size_t i = 0; i < nh;) {
+					size_t j = i, tok = 0;
+					while (j < nh && (j == i || tok + (size_t)ss.s[held[j]].T - 1 <= max_tokens))
+						tok += (size_t)ss.s[held[j++]].T - 1;
+					if (run_batch(t, &ss, held + i, (int)(j - i), tau, 0, 1, 0, seqs, tl, scratch, &h))
+						errx(1, "held-out evaluation: %s", rl_err());
+					i = j;
+				}
+				fprintf(stderr, "%sdistill: step %llu/%llu: held-out KL %.4f, CE %.4f over %zu positions\n",
+					tty ? "\r" : "", (unsigned long long)step, (unsigned long long)total,
+					h.kl / (double)h.rows, h.ce / (double)h.rows, h.rows);
+			}
+			if (ckpt && ckpt_every && step % (uint64_t)ckpt_every == 0) {
+				ckpt_info ci = { step, &opt, last_kl };
+				if (write_adapter(ckpt, &a, &ci, "checkpoint"))
+					errx(1, "%s: %s", ckpt, rl_err());
+			}
+			double tn = now();
+			if (tn - last >= (tty ? 0.5 : 10.0) || step == total) {
+				last = tn;
+				double el = tn - t0, eta = el / (double)(step - (resume ? 0 : 0) + 1e-9) * (double)(total - step);
+				fprintf(stderr, "%sdistill: step %llu/%llu, epoch %d, train KL %.4f, lr %.2e, |g| %.3g, %.0f tokens/s, ETA %.0f s%s",
+					tty ? "\r" : "", (unsigned long long)step, (unsigned long long)total, e + 1, last_kl, rate,
+					norm, (double)tokens / (el + 1e-9), eta, tty ? "  " : "\n");
+			}
+		}
+	}
+	if (tty)
+		fputc('\n', stderr);
+	if (stop_signal) {
+		if (ckpt) {
+			ckpt_info ci = { step, &opt, last_kl };
+			if (write_adapter(ckpt, &a, &ci, "checkpoint"))
+				errx(1, "%s: %s", ckpt, rl_err());
+			errx(1, "stopped by signal %d at step %llu of %llu; checkpoint %s (--resume %s)", (int)stop_signal,
+			     (unsigned long long)step, (unsigned long long)total, ckpt, ckpt);
+		}
+		errx(1, "stopped by signal %d at step %llu of %llu; no --checkpoint, nothing kept", (int)stop_signal,
+		     (unsigned long long)step, (unsigned long long)total);
+	}
+	/* the last step's KL, so a resumed run's summary is the uninterrupted one's */
+	ckpt_info fin = { step, NULL, last_kl };
+	if (write_adapter(out, &a, &fin, "distill"))
+		errx(1, "%s: %s", out ? out : "<stdout>", rl_err());
+	double el = now() - t0;
+	fprintf(stderr, "distill: %llu steps, %llu tokens in %.1f s (%.0f tokens/s); last train KL %.4f -> %s\n",
+		(unsigned long long)step, (unsigned long long)tokens, el, (double)tokens / (el + 1e-9), last_kl,
+		out ? out : "stdout");
+	for (size_t i = 0; i < ss.n; i++) {
+		free(ss.s[i].tok);
+		free(ss.s[i].ids);
+		free(ss.s[i].lg);
+		free(ss.s[i].lse);
+	}
+	free(ss.s);
+	free(order);
+	free(starts);
+	free(held);
+	free(seqs);
+	free(tl);
+	free(scratch);
+	rl_adamw_free(&opt);
+	rl_train_free(t);
+	rl_adapter_free(&a);
+	rl_model_free(&m);
+	return 0;
+}
