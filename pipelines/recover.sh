@@ -1,15 +1,16 @@
 #!/bin/sh
 # recover.sh [MODEL] [OUTDIR]: the whole recovery pipeline on one model.
 #
-# This version runs the stages that exist so far: it imports the model into a
-# full-precision model stream (the teacher), quantizes it W4/W2-GateUp (the
-# student; $RECOVER_POLICY and $RECOVER_QUANTIZER change that), samples
-# synthetic training data from the teacher with its top-k logits (teacher-gen;
-# $RECOVER_SAMPLES of up to $RECOVER_LEN tokens), and measures both models
-# with evalrun: perplexity and KL/top-1 agreement against the teacher on the
-# evaluation text, and, for stories260K's data, the TinyStories cloze and
-# last-word tasks. Distillation, the recovery table and the recovery pack join
-# as their tools land.
+# It imports the model into a full-precision model stream (the teacher),
+# quantizes it W4/W2-GateUp (the student; $RECOVER_POLICY and
+# $RECOVER_QUANTIZER change that), samples synthetic training data from the
+# teacher with its top-k logits (teacher-gen; $RECOVER_SAMPLES of up to
+# $RECOVER_LEN tokens), trains LoRA adapters on the student by distillation
+# (distill; $RECOVER_RANK, $RECOVER_EPOCHS, $RECOVER_LR), and measures the
+# three with evalrun: perplexity and KL/top-1 agreement against the teacher on
+# the evaluation text, and, for stories260K's data, the TinyStories cloze and
+# last-word tasks, with the recovery table. The recovery pack joins with
+# lora-merge.
 #
 # MODEL defaults to $RECOVER_MODEL, else ../shared/models/stories260K (found
 # relative to this script, not the caller's directory), else a small seeded
@@ -60,11 +61,11 @@ stage() {
 	shift 4
 	if [ "$reused" = 1 ] && [ -s "$output" ] && [ "$(cat "$output.from" 2>/dev/null)" = "$stamp" ] &&
 		"$bin/tsdump" "$output" >/dev/null 2>&1; then
-		say "[$step/4] $name: reusing $output"
+		say "[$step/5] $name: reusing $output"
 		return
 	fi
 	reused=0
-	say "[$step/4] $name: $(basename "$1") $(shift; echo "$*")"
+	say "[$step/5] $name: $(basename "$1") $(shift; echo "$*")"
 	rm -f "$output.from"
 	"$@" 2>"${output%.msgpack}.log" || { cat "${output%.msgpack}.log" >&2; exit 1; }
 	tail -n 1 "${output%.msgpack}.log" >&2
@@ -84,21 +85,30 @@ student=$out/student.msgpack
 stage 2 quantize "$student" "$policy $quantizer" "$bin/qpack" -p "$policy" -q "$quantizer" -o "$student" "$teacher"
 
 # 3: synthetic data from the teacher
-nsamples=${RECOVER_SAMPLES:-256}
+nsamples=${RECOVER_SAMPLES:-2000}
 slen=${RECOVER_LEN:-256}
 samples=$out/samples.msgpack
 stage 3 synthesize "$samples" "$nsamples $slen" \
 	"$bin/teacher-gen" -n "$nsamples" --max-len "$slen" --seed 1 -o "$samples" "$teacher"
 
-# stage 4: evaluate; the cloze and last-word tasks are TinyStories', so only for models of its vocabulary
+# 4: the adapters
+rank=${RECOVER_RANK:-4}
+epochs=${RECOVER_EPOCHS:-4}
+lr=${RECOVER_LR:-0.005}
+adapter=$out/adapter.msgpack
+stage 4 distill "$adapter" "$rank $epochs $lr" \
+	"$bin/distill" -r "$rank" --epochs "$epochs" --lr "$lr" --samples "$samples" -o "$adapter" "$student"
+
+# stage 5: evaluate; the cloze and last-word tasks are TinyStories', so only for models of its vocabulary
 tasks="--task ppl:$text"
 # ($RECOVER_TASKS=ppl keeps only the perplexity, =tinystories adds them for any model)
 if [ "${RECOVER_TASKS:-}" != ppl ] && { [ "$(basename "$model")" = stories260K.bin ] || [ "${RECOVER_TASKS:-}" = tinystories ]; }; then
 	tasks="$tasks --task mc:$shared/data/mc/tinystories_cloze.jsonl --task lastword:$shared/data/tinystories/lastword.jsonl"
 fi
-say "[4/4] evaluate: $tasks"
+say "[5/5] evaluate: $tasks"
 # shellcheck disable=SC2086 # tasks holds several words on purpose
-"$bin/evalrun" $tasks --fp "$teacher" --quant "$student" -o "$out/results.msgpack" > "$out/results.txt.tmp"
+"$bin/evalrun" $tasks --fp "$teacher" --quant "$student" --recovered "$student+$adapter" -o "$out/results.msgpack" \
+	> "$out/results.txt.tmp"
 mv "$out/results.txt.tmp" "$out/results.txt"
 cat "$out/results.txt"
-say "done: $out/teacher.msgpack, $out/student.msgpack, $out/samples.msgpack, $out/results.txt and results.msgpack (logs beside them)"
+say "done: $out/teacher.msgpack, $out/student.msgpack, $out/samples.msgpack, $out/adapter.msgpack, $out/results.txt and results.msgpack (logs beside them)"
