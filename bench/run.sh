@@ -68,7 +68,10 @@ awk -v f="$(get "$ours" decode_tokens_per_s)" -v a="$(get "$q4" decode_tokens_pe
 	printf "quantized decode bytes/s / read bandwidth: q4 %.3f, w4w2 %.3f (goal >= 0.8)\n", ra, rb }'
 
 echo "single-thread fused dot (weights/s over 16 MiB of packed rows):"
-"$top/bench/qdot"
+"$top/bench/qdot" | tee "$work/qdot.jsonl"
+# ggml's K-quants against our group formats of the same bits (f32 activations both)
+awk -F'[:,]' '{ gsub(/"/, ""); r[$2] = $4 } END {
+	printf "fused dot q4_K / q4g32 %.2f, q4_0 / q4g32 %.2f, q2_K / q2g32 %.2f\n", r["q4_K"] / r["q4g32"], r["q4_0"] / r["q4g32"], r["q2_K"] / r["q2g32"] }' "$work/qdot.jsonl"
 
 # --- teacher-gen against a PyTorch generation loop with a KV cache (same shapes, same threads) ---
 tg_rate() { # tg_rate ARGS...: teacher-gen's generated tokens/s
@@ -129,4 +132,17 @@ qwen3_tok=$top/../shared/data/tokenizers/qwen3
 if [ -f "$qwen3_tok/tokenizer.json" ] && [ -f "$top/../shared/models/stories260K/tok512.bin" ]; then
 	"$top/bench/tokenizer_speed" "$top/../shared/data/tinystories/dev.txt" "$qwen3_tok" \
 		"$top/../shared/models/stories260K/tok512.bin"
+fi
+
+# --- import of a Hugging Face directory: a random Qwen3-0.6B-shape model in bf16 safetensors to an f32 stream ---
+if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
+	/usr/bin/python3 "$top/bench/hf_random.py" "$config" "$work/hf" > /dev/null
+	t0=$(secs)
+	rss_hf=$("$top/bench/maxrss" "$bin/qpack" -p f32 -o "$work/hf.msgpack" "$work/hf" 2>/dev/null)
+	t1=$(secs)
+	awk -v r="$rss_hf" -v s="$(wc -c < "$work/hf.msgpack")" -v a="$t0" -v b="$t1" 'BEGIN {
+		printf "HF bf16 import: peak RSS / f32 stream size %.3f (goal <= 1.2), %.0f MB/s of f32 written\n", r / s, s / 1e6 / (b - a) }'
+	rm -rf "$work/hf" "$work/hf.msgpack"
+else
+	echo "HF bf16 import: not measured (no python3-numpy)"
 fi
