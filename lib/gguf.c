@@ -43,13 +43,13 @@ static int ggml_dtype(uint32_t t, rl_dtype *dt)
 typedef struct {
 	const unsigned char *p, *end;
 	const char *path;
+	const unsigned char *base; /* the file's first byte, for positions in messages */
 } cursor;
 
 static int need(cursor *c, uint64_t n, const char *what)
 {
 	if ((uint64_t)(c->end - c->p) < n) {
-		rl_seterr("%s: cut short in %s (at byte %zu)", c->path, what,
-			  (size_t)(c->p - (c->end - (c->end - c->p))));
+		rl_seterr("%s: cut short in %s (at byte %zu)", c->path, what, (size_t)(c->p - c->base));
 		return -1;
 	}
 	return 0;
@@ -203,20 +203,21 @@ int rl_gguf_open(rl_gguf *g, const char *path)
 		rl_seterr("%s: %s", path, g->size ? strerror(errno) : "empty file");
 		return -1;
 	}
-	cursor c = { g->map, g->map + g->size, path };
+	cursor c = { g->map, g->map + g->size, path, g->map };
 	uint32_t magic;
 	uint64_t nt, nkv;
 	if (rd_u32(&c, &magic, "the magic") || memcmp(&magic, "GGUF", 4)) {
 		rl_seterr("%s: not a GGUF file (no \"GGUF\" magic)", path);
 		goto fail;
 	}
-	if (rd_u32(&c, &g->version, "the version") || rd_u64(&c, &nt, "the tensor count") ||
-	    rd_u64(&c, &nkv, "the metadata count"))
+	if (rd_u32(&c, &g->version, "the version"))
 		goto fail;
 	if (g->version != 2 && g->version != 3) {
 		rl_seterr("%s: GGUF version %u (versions 2 and 3 are read)", path, g->version);
 		goto fail;
 	}
+	if (rd_u64(&c, &nt, "the tensor count") || rd_u64(&c, &nkv, "the metadata count"))
+		goto fail;
 	if (nt > MAX_TENSORS || nkv > MAX_KV) {
 		rl_seterr("%s: %llu tensors and %llu keys: more than this reader takes", path, (unsigned long long)nt,
 			  (unsigned long long)nkv);
@@ -407,7 +408,7 @@ static int kv_strings(const rl_gguf *g, const char *key, const unsigned char ***
 		rl_seterr("%s: %s: out of memory", g->path, key);
 		return -1;
 	}
-	cursor c = { kv->p, g->map + g->size, g->path };
+	cursor c = { kv->p, g->map + g->size, g->path, g->map };
 	for (uint64_t i = 0; i < kv->n; i++)
 		rd_str(&c, &(*s)[i], &(*len)[i], key); /* bounds checked when the header was read */
 	return 0;

@@ -42,4 +42,16 @@ expect_fail hf_truncated 'trunc/model.safetensors: tensor .* out of range' \
 	"$BIN/qpack" -p f32 -o "$TMP/out.msgpack" "$TMP/trunc"
 no_output hf_truncated_no_output "$TMP/out.msgpack"
 expect_fail hf_teacher_gen_bad_dir 'trunc/model.safetensors' "$BIN/teacher-gen" -n 1 "$TMP/trunc"
+
+# GGUF files through the tools: they load (the same NLL as the HF directory they
+# were written from), and a damaged one fails cleanly leaving nothing behind
+printf 'Once upon a time there was a cat.\n\nThe cat sat on a mat.\n' > "$TMP/t.txt"
+a=$("$BIN/evalrun" --json --task "ppl:$TMP/t.txt" "$FIX/qwen3" | sed -n 's/.*"metric":"nll","value":\([^,]*\).*/\1/p')
+b=$("$BIN/evalrun" --json --task "ppl:$TMP/t.txt" "$TOP/tests/fixtures/gguf/qwen3.gguf" | sed -n 's/.*"metric":"nll","value":\([^,]*\).*/\1/p')
+if [ -n "$a" ] && [ "$a" = "$b" ]; then pass gguf_evalrun_same_nll; else fail gguf_evalrun_same_nll "HF $a, GGUF $b"; fi
+head -c 5000 "$TOP/tests/fixtures/gguf/llama.gguf" > "$TMP/cut.gguf"
+expect_fail gguf_cut_tool 'cut.gguf: ' "$BIN/qpack" -p f32 -o "$TMP/out.msgpack" "$TMP/cut.gguf"
+no_output gguf_cut_tool_no_output "$TMP/out.msgpack"
+printf 'GGUF\011\0\0\0' > "$TMP/v9.gguf"
+expect_fail gguf_bad_version_tool 'v9.gguf: GGUF version 9' "$BIN/evalrun" --task "ppl:$TMP/t.txt" "$TMP/v9.gguf"
 t_done
