@@ -91,32 +91,37 @@ static void f32_from(const float *restrict src, void *restrict dst, size_t n)
 	memcpy(dst, src, n * sizeof(float));
 }
 
+/* src may be unaligned (a tensor in a stream message or a file mapping) */
 static void f16_to_float(const void *restrict src, float *restrict dst, size_t n)
 {
-	const uint16_t *s = src;
+	const unsigned char *s = src;
 	for (size_t i = 0; i < n; i++)
-		dst[i] = rl_f16_to_f32(s[i]);
+		dst[i] = rl_f16_to_f32(rl_load_u16(s + 2 * i));
 }
 
 static void f16_from_float(const float *restrict src, void *restrict dst, size_t n)
 {
-	uint16_t *d = dst;
-	for (size_t i = 0; i < n; i++)
-		d[i] = rl_f32_to_f16(src[i]);
+	unsigned char *d = dst;
+	for (size_t i = 0; i < n; i++) {
+		uint16_t h = rl_f32_to_f16(src[i]);
+		memcpy(d + 2 * i, &h, 2);
+	}
 }
 
 static void bf16_to_float(const void *restrict src, float *restrict dst, size_t n)
 {
-	const uint16_t *s = src;
+	const unsigned char *s = src;
 	for (size_t i = 0; i < n; i++)
-		dst[i] = rl_bf16_to_f32(s[i]);
+		dst[i] = rl_bf16_to_f32(rl_load_u16(s + 2 * i));
 }
 
 static void bf16_from_float(const float *restrict src, void *restrict dst, size_t n)
 {
-	uint16_t *d = dst;
-	for (size_t i = 0; i < n; i++)
-		d[i] = rl_f32_to_bf16(src[i]);
+	unsigned char *d = dst;
+	for (size_t i = 0; i < n; i++) {
+		uint16_t h = rl_f32_to_bf16(src[i]);
+		memcpy(d + 2 * i, &h, 2);
+	}
 }
 
 /* ---- group formats ---- */

@@ -150,8 +150,8 @@ static void test_recorded_logits(void)
 		const rl_sample_msg *s = &msg.sample;
 		int T = (int)s->ntokens, P = (int)s->prompt_len, k = (int)rl_reader_samples(r)->topk;
 		int toks[64];
-		for (int i = 0; i < T; i++)
-			toks[i] = s->tokens[i];
+		for (int i = 0; i < T; i++) /* unaligned in the message: see stream.h */
+			memcpy(&toks[i], (const char *)s->tokens + 4 * (size_t)i, 4);
 		rl_seq q = { .ntok = T - 1, .tokens = toks };
 		if (rl_forward_run(f, NULL, 1, &q, lg)) {
 			bad++;
