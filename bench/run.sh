@@ -14,7 +14,7 @@
 # BENCH_CONFIG picks another config.json; BENCH_THREADS (default 2), BENCH_TOKENS (512).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-config=${BENCH_CONFIG:-$top/bench/configs/qwen3-0.6b.json}
+config=${BENCH_CONFIG:-$top/configs/qwen3-0.6b.json}
 threads=${BENCH_THREADS:-2}
 tokens=${BENCH_TOKENS:-512}
 work=$(mktemp -d "${TMPDIR:-/tmp}/rlbench.XXXXXX")
@@ -95,7 +95,7 @@ tg_compare() { # tg_compare LABEL MODEL TORCH_CONFIG STEPS N1 N32 GOAL
 		if (c > 0) printf "; / PyTorch: batch 1 %.2f, batch 32 %.2f (goal >= %s)", a / c, b / d, g
 		printf "\n" }'
 }
-[ -f "$stories" ] && tg_compare stories260K "$stories" "$top/bench/configs/stories260k.json" 128 64 64 5
+[ -f "$stories" ] && tg_compare stories260K "$stories" "$top/configs/stories260k.json" 128 64 64 5
 tg_compare "0.6B f32" "$work/model.msgpack" "$config" 16 8 32 1
 tg_compare "0.6B w4w2" "$work/w4w2.msgpack" "$config" 16 8 32 1
 

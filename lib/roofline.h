@@ -1,0 +1,103 @@
+/* roofline.h: what a model stored under a policy moves and computes per
+ * generated token, and the decode and prefill speed a machine's limits allow.
+ *
+ * A step's time is the sum over layer classes of each class's roofline time,
+ * max(bytes / bandwidth, FLOPs / peak FLOP/s), and, when the kernels' rates
+ * were measured (rl_roofline_measure), the time our decode kernel needs for
+ * the class's weights, whichever is longest. When every class sits on the
+ * same side of the ridge (any decode at batch 1) the sum is the plain
+ * 1 / max(bytes / bandwidth, FLOPs / peak) of the whole model.
+ *
+ * Units: bytes, FLOPs (2 per multiply-add), seconds, bytes/s, FLOP/s. */
+#ifndef RL_ROOFLINE_H
+#define RL_ROOFLINE_H
+#include "dtype.h"
+#include "model.h"
+#include "policy.h"
+
+/* Layer classes: each is a point on the roofline chart. */
+typedef enum {
+	RL_RC_EMBD,      /* token_embd: one row read per token */
+	RL_RC_QKV,       /* attn_q, attn_k, attn_v (and their biases) */
+	RL_RC_ATTN_OUT,  /* attn_output */
+	RL_RC_GATE_UP,   /* ffn_gate, ffn_up */
+	RL_RC_DOWN,      /* ffn_down */
+	RL_RC_OUTPUT,    /* the classifier (token_embd when tied) */
+	RL_RC_ATTENTION, /* scores and weighted sum over the KV cache */
+	RL_RC_LORA,      /* unmerged LoRA adapters, f32 */
+	RL_RC_N
+} rl_roofline_class;
+
+extern const char *const rl_roofline_class_names[RL_RC_N];
+
+/* A machine. rate[] are our decode kernels' weights/s per format (N = 1,
+ * all threads, weights streamed from memory), 0 where unknown; bw1 the read
+ * bandwidth of one thread (the attention of a single sequence runs on one),
+ * 0: bw. */
+typedef struct {
+	char name[64];
+	const char *about;     /* the device, and where its figures come from */
+	double bw, flops;      /* peak read bandwidth (bytes/s), peak FLOP/s */
+	double bw1;
+	double rate[RL_NDTYPES];
+	double call;           /* seconds of the pool's hand-off per matrix product, 0: none */
+	int measured;
+} rl_hw;
+
+/* The built-in devices, n of them. */
+extern const rl_hw rl_hw_table[];
+extern const int rl_hw_count;
+
+/* NAME from the table, or custom:bw=GB/s,flops=TFLOP/s. Figures must be
+ * finite and positive, bw from 0.001 to 1e6 GB/s (1 MB/s to 1 PB/s), flops
+ * from 1e-6 to 1e6 TFLOP/s. -1 after rl_seterr. */
+int rl_hw_parse(const char *spec, rl_hw *hw);
+
+/* Measures this machine with the threads rl_set_threads gave: read bandwidth
+ * over bytes (all threads, and one), sgemm FLOP/s, our decode kernels' rate
+ * for every format with used[dt] set (as decode runs them: the pool's
+ * threads over a matrix of bytes / 2, from memory), and the pool's hand-off
+ * per call. -1 after rl_seterr. */
+int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const int used[RL_NDTYPES]);
+
+/* What a model moves: per layer class and format, the weights and their
+ * stored bytes, and the shapes attention and the KV cache need. */
+typedef struct {
+	double weights[RL_RC_N][RL_NDTYPES];
+	double bytes[RL_RC_N][RL_NDTYPES];
+	double calls[RL_RC_N];      /* matrix products per token (the pool's hand-offs) */
+	double stored_bytes;        /* every tensor as stored (the file's payload) */
+	int n_layers, n_heads, head_dim, kv_dim, lora_rank;
+	int kv_bytes;               /* bytes of one cached K or V element */
+	int used[RL_NDTYPES];       /* formats that occur */
+} rl_roofline_weights;
+
+/* Tallies m's tensors (shapes only; data is not read) stored as policy says,
+ * or as they are stored when policy is NULL. lora_rank > 0 adds f32 adapters
+ * A (r, IC) and B (OC, r) to each block matrix stored below 4 bits. kv_bytes
+ * is the size of a cached element (4: f32, as our runtime keeps them).
+ * -1 after rl_seterr (a format that cannot hold a tensor's rows). */
+int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int kv_bytes, rl_roofline_weights *w);
+
+typedef enum { RL_BOUND_MEMORY, RL_BOUND_COMPUTE, RL_BOUND_KERNEL } rl_roofline_bound;
+
+typedef struct {
+	double bytes, flops, time;  /* per token */
+	rl_roofline_bound bound;    /* which limit set the time */
+} rl_roofline_cost;
+
+typedef struct {
+	rl_roofline_cost cls[RL_RC_N];
+	double bytes, flops, time;  /* per token, all classes */
+	double tokens_per_s;
+} rl_roofline_step;
+
+/* Decoding one token in each of `batch` sequences that hold ctx tokens of
+ * context in their caches: the weights are read once per step for the batch,
+ * the KV cache of each sequence for its own token. Per-token figures. */
+int rl_roofline_decode(const rl_roofline_weights *w, const rl_hw *hw, int ctx, int batch, rl_roofline_step *s);
+/* A prefill of ntok tokens in one batch (causal attention, cache written).
+ * Per-token figures; tokens_per_s is ntok / the batch's time. */
+int rl_roofline_prefill(const rl_roofline_weights *w, const rl_hw *hw, int ntok, rl_roofline_step *s);
+
+#endif
