@@ -430,6 +430,11 @@ int main(int argc, char **argv)
 		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
 	if (alpha < 0)
 		alpha = (double)rank; /* alpha/r = 1: the update's scale does not change with the rank */
+	/* a signal while loading stops before training; during it, at the next step */
+	struct sigaction sa = { 0 };
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
 	rl_set_threads(threads);
 
 	rl_model m;
@@ -501,10 +506,6 @@ int main(int argc, char **argv)
 		a.nparams, 100.0 * (double)a.nparams / model_params(&m), ss.n, nheld, ss.k, tau,
 		(unsigned long long)total, epochs);
 
-	struct sigaction sa = { 0 };
-	sa.sa_handler = on_signal;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	rl_adamw_cfg ocfg = { 0.9, 0.999, 1e-8, wd };
 	double t0 = now(), last = t0;
 	uint64_t s_global = 0, tokens = 0;

@@ -47,9 +47,11 @@ fi
 
 # SIGTERM: a checkpoint that is a readable adapter, exit 1, no output under its name
 # shellcheck disable=SC2086
-"$D" $RUN --epochs 100000 --checkpoint "$TMP/sig.msgpack" -o "$TMP/f.msgpack" "$TMP/q.msgpack" 2>"$TMP/sig.err" &
+"$D" $RUN --epochs 100000 --checkpoint "$TMP/sig.msgpack" --checkpoint-every 1 -o "$TMP/f.msgpack" "$TMP/q.msgpack" 2>"$TMP/sig.err" &
 pid=$!
-sleep 2
+# signal once training is under way (the first checkpoint exists), however slow the machine
+i=0
+while [ ! -e "$TMP/sig.msgpack" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 kill -TERM $pid
 wait $pid
 rc=$?
