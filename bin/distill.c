@@ -16,6 +16,7 @@
 #include "lora.h"
 #include "model.h"
 #include "optim.h"
+#include "sample.h"
 #include "stream.h"
 #include "tool.h"
 #include "train.h"
@@ -60,28 +61,21 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
+static uint64_t mix64(uint64_t x) { return rl_splitmix64(&x); }
 
+/* an option's value, or a usage error naming the option */
 static long parse_long(const char *opt, const char *s, long lo, long hi)
 {
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (*s == 0 || *end || v < lo || v > hi)
+	long v;
+	if (rl_parse_long(s, lo, hi, &v))
 		errx(2, "%s %s: not an integer from %ld to %ld", opt, s, lo, hi);
 	return v;
 }
 
 static double parse_double(const char *opt, const char *s, double lo, double hi)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (*s == 0 || *end || !(v >= lo && v <= hi))
+	double v;
+	if (rl_parse_double(s, lo, hi, &v))
 		errx(2, "%s %s: not a number from %g to %g", opt, s, lo, hi);
 	return v;
 }
@@ -218,14 +212,8 @@ static int run_batch(rl_train *t, const sample_set *ss, const size_t *idx, int n
 			const float *z = logits + at * V;
 			row_logits(ss, s, j, tl);
 			float lse = s->lse[j];
-			if (tau != 1 && ss->k == ss->V) { /* every logit is here: the logsumexp at tau exactly */
-				double mx = -INFINITY, sum = 0;
-				for (int v = 0; v < ss->k; v++)
-					mx = tl[v] / tau > mx ? tl[v] / tau : mx;
-				for (int v = 0; v < ss->k; v++)
-					sum += exp(tl[v] / tau - mx);
-				lse = (float)(mx + log(sum));
-			}
+			if (tau != 1 && ss->k == ss->V) /* every logit is here: the logsumexp at tau exactly */
+				lse = rl_logsumexp_scaled(tl, ss->k, (float)(1.0 / tau));
 			ls->kl += rl_kl_topk_tail(z, ss->V, ss->k, s->ids + (size_t)j * ss->k, tl, lse, (float)tau,
 						  wkl, dz ? dz + at * V : NULL, scratch);
 			if (ce_mix > 0 || !train)

@@ -469,9 +469,8 @@ int main(int argc, char **argv)
 		}
 		case O_JSON: json = 1; break;
 		case O_CTX: {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*optarg == 0 || *end || v < 2 || v > (1 << 24))
+			long v;
+			if (rl_parse_long(optarg, 2, 1 << 24, &v))
 				errx(2, "--ctx %s: not a context length from 2 to 2^24", optarg);
 			ctx = (int)v;
 			break;

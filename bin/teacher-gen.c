@@ -49,20 +49,19 @@ typedef struct {
 	float *lse, *lse_tau;
 } slot;
 
+/* an option's value, or a usage error naming the option */
 static long parse_long(const char *opt, const char *s, long lo, long hi)
 {
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (*s == 0 || *end || v < lo || v > hi)
+	long v;
+	if (rl_parse_long(s, lo, hi, &v))
 		errx(2, "%s %s: not an integer from %ld to %ld", opt, s, lo, hi);
 	return v;
 }
 
 static double parse_double(const char *opt, const char *s, double lo, double hi)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (*s == 0 || *end || !(v >= lo && v <= hi))
+	double v;
+	if (rl_parse_double(s, lo, hi, &v))
 		errx(2, "%s %s: not a number from %g to %g", opt, s, lo, hi);
 	return v;
 }

@@ -607,14 +607,6 @@ done:
 
 /* ---- the model ---- */
 
-static int find_index(const rl_model *m, const char *name)
-{
-	for (int i = 0; i < m->ntensors; i++)
-		if (strcmp(m->tensors[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
 int rl_model_load_gguf(const char *path, rl_model *m)
 {
 	rl_gguf g;
@@ -659,7 +651,7 @@ int rl_model_load_gguf(const char *path, rl_model *m)
 	}
 	for (int i = 0; i < g.ntensors; i++) {
 		const rl_gguf_tensor *s = &g.tensors[i];
-		int k = find_index(m, s->name);
+		int k = rl_model_tensor_index(m, s->name);
 		if (k < 0) {
 			if (!strcmp(s->name, "rope_freqs.weight")) {
 				rl_seterr("%s: tensor rope_freqs.weight: per-pair RoPE frequency factors (llama3 scaling "

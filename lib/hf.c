@@ -87,14 +87,6 @@ static int ignorable(const char *hf, const rl_config *c)
 	return (n > k && strcmp(hf + n - k, suffix) == 0) || (c->tied_embeddings && strcmp(hf, "lm_head.weight") == 0);
 }
 
-static int find_tensor_index(const rl_model *m, const char *name)
-{
-	for (int i = 0; i < m->ntensors; i++)
-		if (strcmp(m->tensors[i].name, name) == 0)
-			return i;
-	return -1;
-}
-
 /* 1 when n values of dtype at p are all finite; *bad the first that is not. */
 static int all_finite(rl_dtype dt, const void *p, size_t n, size_t *bad)
 {
@@ -300,7 +292,7 @@ int rl_model_load_hf(const char *dir, rl_model *m)
 		for (int i = 0; i < st[f].ntensors; i++) {
 			const rl_st_tensor *s = &st[f].tensors[i];
 			char name[64];
-			int k = our_name(s->name, name) ? find_tensor_index(m, name) : -1;
+			int k = our_name(s->name, name) ? rl_model_tensor_index(m, name) : -1;
 			if (k < 0 && ignorable(s->name, &m->cfg))
 				continue;
 			if (k < 0) {

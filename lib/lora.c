@@ -8,6 +8,7 @@
 #include "err.h"
 #include "lora.h"
 #include "policy.h"
+#include "sample.h"
 
 enum { MAX_RANK = 4096 };
 
@@ -170,14 +171,6 @@ int rl_adapter_new(rl_adapter *a, const rl_model *m, const char *pattern, int ra
 	return rc;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 void rl_adapter_init_standard(rl_adapter *a, uint64_t seed)
 {
 	for (int k = 0; k < a->ntargets; k++) {
@@ -188,7 +181,7 @@ void rl_adapter_init_standard(rl_adapter *a, uint64_t seed)
 		float bound = 1.0f / sqrtf((float)g->IC);
 		size_t n = (size_t)a->rank * g->IC;
 		for (size_t i = 0; i < n; i++) {
-			uint64_t r = splitmix64(&s);
+			uint64_t r = rl_splitmix64(&s);
 			g->a[i] = bound * ((float)(r >> 40) * (2.0f / 16777216.0f) - 1.0f);
 		}
 		memset(g->b, 0, (size_t)g->OC * a->rank * sizeof(float));

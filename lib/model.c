@@ -18,6 +18,7 @@
 #include "lora.h"
 #include "model.h"
 #include "parallel.h"
+#include "sample.h"
 
 #define MAX_DIM (1 << 20)
 
@@ -579,12 +580,18 @@ done:
 	return rc;
 }
 
-static rl_tensor *find_tensor(rl_model *m, const char *name)
+int rl_model_tensor_index(const rl_model *m, const char *name)
 {
 	for (int i = 0; i < m->ntensors; i++)
 		if (strcmp(m->tensors[i].name, name) == 0)
-			return &m->tensors[i];
-	return NULL;
+			return i;
+	return -1;
+}
+
+static rl_tensor *find_tensor(rl_model *m, const char *name)
+{
+	int i = rl_model_tensor_index(m, name);
+	return i < 0 ? NULL : &m->tensors[i];
 }
 
 /* Norms and biases are kept in f32 in memory, whatever their storage. */
@@ -1024,14 +1031,6 @@ done:
 	return rc;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Fills n floats uniformly in [center - a, center + a] from a stream seeded by (seed, name). */
 static void fill_uniform(float *p, size_t n, uint64_t seed, const char *name, float center, float a)
 {
@@ -1039,7 +1038,7 @@ static void fill_uniform(float *p, size_t n, uint64_t seed, const char *name, fl
 	for (const char *c = name; *c; c++)
 		s = (s ^ (unsigned char)*c) * 0x100000001b3ull;
 	for (size_t i = 0; i < n; i += 2) {
-		uint64_t r = splitmix64(&s);
+		uint64_t r = rl_splitmix64(&s);
 		p[i] = center + a * ((float)(uint32_t)r * (2.0f / 4294967296.0f) - 1.0f);
 		if (i + 1 < n)
 			p[i + 1] = center + a * ((float)(uint32_t)(r >> 32) * (2.0f / 4294967296.0f) - 1.0f);

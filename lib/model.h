@@ -97,6 +97,8 @@ int rl_config_from_json(const char *path, rl_config *c, char arch[16]);
 /* A random-weight model for benchmarks and tests: every tensor is drawn from a
  * stream seeded by (seed, tensor name); byte-level tokenizer. */
 int rl_model_random(const rl_config *c, const char *arch, uint64_t seed, rl_model *m);
+/* The index in m->tensors of the tensor of that (canonical) name, or -1. */
+int rl_model_tensor_index(const rl_model *m, const char *name);
 /* sha256 of the tensors as f32 (the "source" identity of an import). */
 int rl_model_hash_f32(const rl_model *m, char hex[65]);
 

@@ -4,7 +4,7 @@
 
 #include "sample.h"
 
-static uint64_t splitmix64(uint64_t *x)
+uint64_t rl_splitmix64(uint64_t *x)
 {
 	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
 	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -15,9 +15,9 @@ static uint64_t splitmix64(uint64_t *x)
 void rl_rng_seed(rl_rng *r, uint64_t seed, uint64_t id)
 {
 	uint64_t x = seed;
-	uint64_t h = splitmix64(&x) ^ (id * 0xd1342543de82ef95ull + 0x2545f4914f6cdd1dull);
+	uint64_t h = rl_splitmix64(&x) ^ (id * 0xd1342543de82ef95ull + 0x2545f4914f6cdd1dull);
 	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&h);
+		r->s[i] = rl_splitmix64(&h);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -11,6 +11,9 @@ typedef struct {
 } rl_rng;
 
 void rl_rng_seed(rl_rng *r, uint64_t seed, uint64_t id);
+/* splitmix64: advances *x and returns its next well-mixed value (the seeder
+ * of every seeded stream: rl_rng, random weights, LoRA init, distill's order). */
+uint64_t rl_splitmix64(uint64_t *x);
 uint64_t rl_rng_next(rl_rng *r);
 /* uniform in [0, 1) with 53 bits */
 double rl_rng_uniform(rl_rng *r);

@@ -19,6 +19,21 @@ int rl_parse_threads(const char *s)
 	return (int)n;
 }
 
+int rl_parse_long(const char *s, long lo, long hi, long *v)
+{
+	char *end;
+	errno = 0;
+	*v = strtol(s, &end, 10);
+	return *s == 0 || *end || errno || *v < lo || *v > hi ? -1 : 0;
+}
+
+int rl_parse_double(const char *s, double lo, double hi, double *v)
+{
+	char *end;
+	*v = strtod(s, &end);
+	return *s == 0 || *end || !(*v >= lo && *v <= hi) ? -1 : 0;
+}
+
 int rl_stderr_tty(void)
 {
 	return isatty(2);

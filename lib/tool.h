@@ -10,6 +10,10 @@ void rl_tool_init(void);
 int rl_parse_threads(const char *s);
 /* Parses a --seed argument: a non-negative integer. Returns -1 on a bad value. */
 int rl_parse_seed(const char *s, unsigned long long *seed);
+/* Option values: the whole of s a number in [lo, hi] (NaN never is).
+ * Return 0 and set *v, or -1 on a bad value. */
+int rl_parse_long(const char *s, long lo, long hi, long *v);
+int rl_parse_double(const char *s, double lo, double hi, double *v);
 /* 1 when stderr is a terminal (progress is drawn in place there). */
 int rl_stderr_tty(void);
 

@@ -3,8 +3,10 @@
  * A test program returns t_done(), non-zero when any check failed. */
 #ifndef T_H
 #define T_H
-#include <stdio.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 static int t_failures;
 
@@ -32,6 +34,25 @@ static inline void t_skip(const char *name, const char *why)
 
 /* CHECK(cond, name, fmt, ...): the message explains a failure. */
 #define CHECK(cond, name, ...) t_result((cond) ? 1 : 0, (name), __VA_ARGS__)
+
+/* ../shared, or $SHARED when set: the data every test may read */
+static inline const char *t_shared(void)
+{
+	const char *s = getenv("SHARED");
+	return s && *s ? s : "../shared";
+}
+
+/* max|a-b| / max|b|, the project's "relative" (DESIGN.md, Conventions) */
+static inline double t_rel_err(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		double d = fabs((double)a[i] - b[i]);
+		num = d > num ? d : num;
+		den = fabs(b[i]) > den ? fabs(b[i]) : den;
+	}
+	return den > 0 ? num / den : num;
+}
 
 static inline int t_done(void)
 {

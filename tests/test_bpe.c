@@ -20,12 +20,6 @@
 #include "tokenizer.h"
 #include "t.h"
 
-static const char *shared_dir(void)
-{
-	const char *s = getenv("SHARED");
-	return s && *s ? s : "../shared";
-}
-
 /* decode(ids) into a buffer (allocated, caller frees). */
 static char *decode_all(const rl_tokenizer *tk, const int *ids, size_t n, size_t *len)
 {
@@ -119,7 +113,7 @@ static void test_qwen3_text(const rl_tokenizer *tk)
 	char path[4096];
 	const char *names[] = { "data/wikitext-2-raw/test.txt", "data/tinystories/dev.txt" };
 	for (int f = 0; f < 2; f++) {
-		snprintf(path, sizeof path, "%s/%s", shared_dir(), names[f]);
+		snprintf(path, sizeof path, "%s/%s", t_shared(), names[f]);
 		size_t len, n;
 		char *text = rl_read_file(path, &len);
 		if (!text) {
@@ -524,7 +518,7 @@ int main(void)
 	test_small();
 	test_bad();
 	char dir[4096];
-	snprintf(dir, sizeof dir, "%s/data/tokenizers/qwen3", shared_dir());
+	snprintf(dir, sizeof dir, "%s/data/tokenizers/qwen3", t_shared());
 	rl_tokenizer tk;
 	if (rl_tokenizer_load_hf(&tk, dir) == 0) {
 		CHECK(tk.kind == RL_TOKENIZER_BPE && tk.vocab_size == 151669 && tk.bos_id == -1 && tk.eos_id == 151645,

@@ -13,12 +13,6 @@
 #include "t.h"
 #include "task.h"
 
-static const char *shared(void)
-{
-	const char *s = getenv("SHARED");
-	return s ? s : "../shared";
-}
-
 static double num(const rl_json *o, const char *key)
 {
 	const rl_json *v = rl_json_get(o, key);
@@ -47,7 +41,7 @@ static void check_items(const rl_model *m, const rl_json *list, rl_task_kind kin
 		const rl_json *ent = list->items[e];
 		const rl_json *file = rl_json_get(ent, "file");
 		char path[4096];
-		snprintf(path, sizeof path, "%s/data/%s", shared(),
+		snprintf(path, sizeof path, "%s/data/%s", t_shared(),
 			 kind == RL_TASK_MC ? file->string : "tinystories/lastword.jsonl");
 		rl_task_item *items;
 		size_t n;
@@ -95,7 +89,7 @@ static void check_items(const rl_model *m, const rl_json *list, rl_task_kind kin
 static void check_kl(const rl_model *m, const rl_json *kl)
 {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", shared());
+	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", t_shared());
 	rl_model half;
 	if (rl_model_load(path, NULL, &half)) {
 		CHECK(0, "kl_vs_pytorch", "%s", rl_err());
@@ -106,7 +100,7 @@ static void check_kl(const rl_model *m, const rl_json *kl)
 	for (int i = 0; i < half.cfg.dim; i++)
 		g[i] = 0.5f * ((const float *)half.output_norm->data)[i];
 	half.output_norm->data = g;
-	snprintf(path, sizeof path, "%s/data/tinystories/dev.txt", shared());
+	snprintf(path, sizeof path, "%s/data/tinystories/dev.txt", t_shared());
 	size_t len, ndocs;
 	char *text = rl_read_file(path, &len);
 	rl_span *docs = NULL;
@@ -217,7 +211,7 @@ int main(void)
 {
 	check_task_reader();
 	char path[4096];
-	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", shared());
+	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", t_shared());
 	rl_model m;
 	if (rl_model_load(path, NULL, &m)) {
 		CHECK(0, "load_stories260K", "%s", rl_err());

@@ -17,17 +17,6 @@
 #include "quant.h"
 #include "t.h"
 
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		num = d > num ? d : num;
-		den = fabs(b[i]) > den ? fabs(b[i]) : den;
-	}
-	return den > 0 ? num / den : num;
-}
-
 static int logits(const rl_model *m, const int *tokens, int T, float *out)
 {
 	rl_forward *f = rl_forward_new(m, T, T);
@@ -56,7 +45,7 @@ static void check_arch(const char *arch)
 	int T = 12, V = a.cfg.vocab_size, tokens[12] = { 1, 5, 200, 7, 33, 99, 250, 3, 17, 64, 128, 2 };
 	float *la = malloc((size_t)T * V * sizeof(float)), *lb = malloc((size_t)T * V * sizeof(float));
 	int rc = logits(&a, tokens, T, la) || logits(&b, tokens, T, lb);
-	double e = rc ? 1 : rel_err(lb, la, (size_t)T * V);
+	double e = rc ? 1 : t_rel_err(lb, la, (size_t)T * V);
 	CHECK(!rc && b.cfg.vocab_size == V && strcmp(a.arch, b.arch) == 0 && b.cfg.qk_norm == a.cfg.qk_norm &&
 	      b.cfg.qkv_bias == a.cfg.qkv_bias && b.cfg.tied_embeddings == a.cfg.tied_embeddings && e < 1e-5,
 	      name, "%s: relative error %g (arch %s/%s)", rc ? rl_err() : "", e, a.arch, b.arch);

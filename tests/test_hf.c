@@ -23,18 +23,6 @@
 
 static char tmpdir[256];
 
-/* max|a-b| / max|b| */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		num = d > num ? d : num;
-		den = fabs(b[i]) > den ? fabs(b[i]) : den;
-	}
-	return den > 0 ? num / den : num;
-}
-
 static int batch_logits(const rl_model *m, const int *tokens, int T, float *out)
 {
 	rl_forward *f = rl_forward_new(m, T, T);
@@ -120,12 +108,12 @@ static void check_logits(const rl_model *m, const reference *r, const char *what
 		float *out = malloc(n * sizeof(float));
 		ok = out && batch_logits(m, r->tokens[s], r->T[s], out) == 0;
 		if (ok) {
-			double e = rel_err(out, r->logits[s], n);
+			double e = t_rel_err(out, r->logits[s], n);
 			worst = e > worst ? e : worst;
 			ok = decode_logits(m, r->tokens[s], r->T[s], out) == 0;
 		}
 		if (ok) {
-			double e = rel_err(out, r->logits[s], n);
+			double e = t_rel_err(out, r->logits[s], n);
 			worst_decode = e > worst_decode ? e : worst_decode;
 		}
 		free(out);
@@ -188,7 +176,7 @@ static void test_model(const char *which)
 	m.cfg.rope_style = RL_ROPE_INTERLEAVED;
 	size_t n = (size_t)r.T[1] * r.V;
 	float *wrong = malloc(n * sizeof(float));
-	double e = wrong && batch_logits(&m, r.tokens[1], r.T[1], wrong) == 0 ? rel_err(wrong, r.logits[1], n) : 0;
+	double e = wrong && batch_logits(&m, r.tokens[1], r.T[1], wrong) == 0 ? t_rel_err(wrong, r.logits[1], n) : 0;
 	snprintf(name, sizeof name, "%s_interleaved_rope_differs", which);
 	CHECK(e > 1e-3, name, "relative error %.3g with the wrong RoPE layout", e);
 	free(wrong);

@@ -26,18 +26,6 @@ static const char *tmp(const char *name)
 	return path[k++];
 }
 
-/* max|a-b| / max|b| */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		num = d > num ? d : num;
-		den = fabs(b[i]) > den ? fabs(b[i]) : den;
-	}
-	return den > 0 ? num / den : num;
-}
-
 static int batch_logits(const rl_model *m, const int *tokens, int T, int exact, float *out)
 {
 	rl_forward *f = rl_forward_new(m, T, T);
@@ -272,19 +260,19 @@ int main(void)
 	ok = batch_logits(&mm, tokens, T, 0, ref) == 0 && rl_model_load(mpath, NULL, &plain) == 0 &&
 	     batch_logits(&plain, tokens, T, 0, base) == 0;
 	CHECK(ok, "reference_logits", "%s", rl_err());
-	double moved = rel_err(base, ref, (size_t)T * V);
+	double moved = t_rel_err(base, ref, (size_t)T * V);
 	CHECK(moved > 1e-3, "adapter_changes_logits", "the adapter moves the logits by only %.2g", moved);
 	double e;
 	ok = batch_logits(&ma, tokens, T, 0, got) == 0;
-	e = ok ? rel_err(got, ref, (size_t)T * V) : 1;
+	e = ok ? t_rel_err(got, ref, (size_t)T * V) : 1;
 	CHECK(e <= 1e-5, "batched_vs_merged", "relative error %.3g (%s)", e, rl_err());
 	ok = decode_logits(&ma, tokens, T, got) == 0;
-	e = ok ? rel_err(got, ref, (size_t)T * V) : 1;
+	e = ok ? t_rel_err(got, ref, (size_t)T * V) : 1;
 	CHECK(e <= 1e-5, "decode_vs_merged", "relative error %.3g (%s)", e, rl_err());
 	/* batch-invariant: a sequence's logits are the same, bit for bit, with another beside it */
 	float *two = malloc((size_t)2 * T * V * sizeof(float));
 	ok = batch_logits(&ma, tokens, T, 1, got) == 0;
-	e = ok ? rel_err(got, ref, (size_t)T * V) : 1;
+	e = ok ? t_rel_err(got, ref, (size_t)T * V) : 1;
 	CHECK(e <= 1e-5, "batch_invariant_vs_merged", "relative error %.3g (%s)", e, rl_err());
 	rl_forward *f = rl_forward_new(&ma, 2 * T, T);
 	rl_seq pair[2] = { { .ntok = T / 2, .tokens = tokens + 3 }, { .ntok = T, .tokens = tokens } };

@@ -13,24 +13,6 @@
 #include "quant.h"
 #include "t.h"
 
-static const char *shared(void)
-{
-	const char *s = getenv("SHARED");
-	return s ? s : "../shared";
-}
-
-/* max|a-b| / max|b| */
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-	for (size_t i = 0; i < n; i++) {
-		double d = fabs((double)a[i] - b[i]);
-		num = d > num ? d : num;
-		den = fabs(b[i]) > den ? fabs(b[i]) : den;
-	}
-	return den > 0 ? num / den : num;
-}
-
 /* token-by-token through the KV cache */
 static int decode_logits(const rl_model *m, const int *tokens, int T, float *out)
 {
@@ -128,12 +110,12 @@ static void test_reference_logits(const rl_model *m)
 	}
 	fclose(f);
 	int rc = batch_logits(m, tokens, T, a);
-	double e = rc ? INFINITY : rel_err(a, ref, (size_t)T * V);
+	double e = rc ? INFINITY : t_rel_err(a, ref, (size_t)T * V);
 	CHECK(e <= 1e-4, "pytorch_logits_batched", "max rel error %.3g > 1e-4 (%s)", e, rc ? rl_err() : "");
 	rc = decode_logits(m, tokens, T, b);
-	e = rc ? INFINITY : rel_err(b, ref, (size_t)T * V);
+	e = rc ? INFINITY : t_rel_err(b, ref, (size_t)T * V);
 	CHECK(e <= 1e-4, "pytorch_logits_decode", "max rel error %.3g > 1e-4", e);
-	e = rel_err(b, a, (size_t)T * V);
+	e = t_rel_err(b, a, (size_t)T * V);
 	CHECK(e <= 1e-5, "batched_equals_decode", "max rel error %.3g > 1e-5", e);
 	/* two sequences packed in one batch give what each gives alone */
 	int T2 = T / 2;
@@ -141,8 +123,8 @@ static void test_reference_logits(const rl_model *m)
 	rl_seq seqs[2] = { { .ntok = T2, .tokens = tokens + 3 }, { .ntok = T, .tokens = tokens } };
 	float *c = malloc((size_t)(T + T2) * V * sizeof(float)), *alone = malloc((size_t)T2 * V * sizeof(float));
 	rc = !fw || rl_forward_run(fw, NULL, 2, seqs, c) || batch_logits(m, tokens + 3, T2, alone);
-	double e1 = rc ? INFINITY : rel_err(c, alone, (size_t)T2 * V);
-	double e2 = rc ? INFINITY : rel_err(c + (size_t)T2 * V, a, (size_t)T * V);
+	double e1 = rc ? INFINITY : t_rel_err(c, alone, (size_t)T2 * V);
+	double e2 = rc ? INFINITY : t_rel_err(c + (size_t)T2 * V, a, (size_t)T * V);
 	CHECK(e1 <= 1e-5 && e2 <= 1e-5, "packed_sequences_independent", "rel errors %.3g %.3g", e1, e2);
 	rl_forward_free(fw);
 	free(c);
@@ -181,7 +163,7 @@ static void test_stream_round_trip(const rl_model *m)
 		}
 		batch_logits(m, tokens, 16, a);
 		batch_logits(&back, tokens, 16, b);
-		double e = rel_err(b, a, 16 * (size_t)V);
+		double e = t_rel_err(b, a, 16 * (size_t)V);
 		int same_tok = back.tok.vocab_size == m->tok.vocab_size && back.tok.bos_id == m->tok.bos_id;
 		for (int i = 0; same_tok && i < V; i++)
 			same_tok = back.tok.piece_len[i] == m->tok.piece_len[i] &&
@@ -218,7 +200,7 @@ static void test_random_arch(const char *arch, int qk_norm, int qkv_bias, rl_rop
 		tokens[i] = (i * 101 + 5) % c.vocab_size;
 	float *a = malloc((size_t)T * c.vocab_size * sizeof(float)), *b = malloc((size_t)T * c.vocab_size * sizeof(float));
 	int rc = batch_logits(&m, tokens, T, a) || decode_logits(&m, tokens, T, b);
-	double e = rc ? INFINITY : rel_err(b, a, (size_t)T * c.vocab_size);
+	double e = rc ? INFINITY : t_rel_err(b, a, (size_t)T * c.vocab_size);
 	CHECK(e <= 1e-5, name, "max rel error %.3g", e);
 	free(a);
 	free(b);
@@ -272,7 +254,7 @@ static void test_quantized(const rl_model *m, const char *spec)
 		tokens[i] = (i * 53 + 1) % V;
 	float *x = malloc((size_t)T * V * sizeof(float)), *y = malloc((size_t)T * V * sizeof(float));
 	int rc = batch_logits(&q, tokens, T, x) || decode_logits(&q, tokens, T, y);
-	double e = rc ? INFINITY : rel_err(y, x, (size_t)T * V);
+	double e = rc ? INFINITY : t_rel_err(y, x, (size_t)T * V);
 	CHECK(e <= 1e-5, name, "max rel error %.3g", e);
 	test_batch_invariance(&q, spec);
 	free(x);
@@ -339,7 +321,7 @@ static void test_batch_invariance(const rl_model *m, const char *what)
 int main(void)
 {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", shared());
+	snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", t_shared());
 	rl_model m;
 	if (rl_model_load(path, NULL, &m)) {
 		CHECK(0, "load_stories260K", "%s", rl_err());

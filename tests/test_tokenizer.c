@@ -15,12 +15,6 @@
 #include "tokenizer.h"
 #include "t.h"
 
-static const char *shared_dir(void)
-{
-	const char *s = getenv("SHARED");
-	return s && *s ? s : "../shared";
-}
-
 static char *read_whole(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
@@ -324,7 +318,7 @@ static void test_llama2c_facts(const rl_tokenizer *tk)
 static void test_tinystories(const rl_tokenizer *tk, const ref_vocab *rv)
 {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/data/tinystories/dev.txt", shared_dir());
+	snprintf(path, sizeof path, "%s/data/tinystories/dev.txt", t_shared());
 	size_t len;
 	char *text = read_whole(path, &len);
 	if (!text) {
@@ -406,7 +400,7 @@ static void test_tinystories(const rl_tokenizer *tk, const ref_vocab *rv)
 static void test_wikitext(const ref_vocab *rv)
 {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/data/wikitext-2-raw/test.txt", shared_dir());
+	snprintf(path, sizeof path, "%s/data/wikitext-2-raw/test.txt", t_shared());
 	size_t len;
 	char *text = read_whole(path, &len);
 	if (!text) {
@@ -695,7 +689,7 @@ static void test_bad_files(const char *good, const unsigned char *bytes, size_t 
 int main(void)
 {
 	char path[4096];
-	snprintf(path, sizeof path, "%s/models/stories260K/tok512.bin", shared_dir());
+	snprintf(path, sizeof path, "%s/models/stories260K/tok512.bin", t_shared());
 	test_init_checks();
 	test_small_vocabularies();
 	size_t size;
