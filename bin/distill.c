@@ -447,7 +447,7 @@ int main(int argc, char **argv)
 		errx(1, "--targets %s: %s", targets ? targets : "(default)", rl_err());
 	if (resume) {
 		rl_adapter r;
-		if (rl_adapter_read(resume, &m, &r))
+		if (rl_adapter_read(resume, &m, 0, &r))
 			errx(1, "--resume: %s", rl_err());
 		if (r.nparams != a.nparams || r.rank != a.rank || r.alpha != a.alpha)
 			errx(1, "--resume %s: rank %d alpha %g over %zu parameters, not this run's rank %ld alpha %g (%zu)",

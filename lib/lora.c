@@ -217,7 +217,7 @@ static int find_target(const rl_adapter *a, const char *name, size_t len)
 }
 
 /* The header of an adapter stream: rank, alpha, targets (tensors of m), base. */
-static int parse_header(const msgpack_object *h, const rl_model *m, rl_adapter *a)
+static int parse_header(const msgpack_object *h, const rl_model *m, int flags, rl_adapter *a)
 {
 	int64_t rank;
 	double alpha;
@@ -292,7 +292,7 @@ static int parse_header(const msgpack_object *h, const rl_model *m, rl_adapter *
 	free(idx);
 	if (rc)
 		return -1;
-	if (strcmp(content, a->base_content) || strcmp(source, a->base_source)) {
+	if (!(flags & RL_ADAPTER_ANY_BASE) && (strcmp(content, a->base_content) || strcmp(source, a->base_source))) {
 		rl_seterr("field base: trained on the model of content %.12s (source %.12s), but %s has content %.12s (source %.12s)",
 			  content, source, m->origin, a->base_content, a->base_source);
 		rl_adapter_free(a);
@@ -301,7 +301,7 @@ static int parse_header(const msgpack_object *h, const rl_model *m, rl_adapter *
 	return 0;
 }
 
-int rl_adapter_read(const char *path, const rl_model *m, rl_adapter *a)
+int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a)
 {
 	memset(a, 0, sizeof *a);
 	rl_reader *r = rl_reader_open(path);
@@ -321,7 +321,7 @@ int rl_adapter_read(const char *path, const rl_model *m, rl_adapter *a)
 				rl_seterr("%s: a second adapter segment", path);
 				goto done;
 			}
-			if (parse_header(msg.map, m, a)) {
+			if (parse_header(msg.map, m, flags, a)) {
 				rl_seterr("%s: header: %s", path, rl_err());
 				goto done;
 			}

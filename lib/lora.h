@@ -61,8 +61,10 @@ int rl_model_content(const rl_model *m, char hex[65]);
 
 /* Reads an adapter stream for model m: header fields, targets and tensor
  * shapes checked against m, and its base identity against m's content and
- * source. Errors name the stream, message and field. */
-int rl_adapter_read(const char *path, const rl_model *m, rl_adapter *a);
+ * source (unless flags has RL_ADAPTER_ANY_BASE: then a mismatch is accepted,
+ * the shapes still have to fit). Errors name the stream, message and field. */
+enum { RL_ADAPTER_ANY_BASE = 1 };
+int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a);
 
 /* Writes the header and the tensors (f32); the caller may add a "summary"
  * message (e.g. distill's training summary), then calls rl_write_end and

@@ -713,7 +713,7 @@ static int load_with_adapter(const char *arg, int plus, const rl_load_opts *opts
 	free(path);
 	if (rc)
 		return -1;
-	if (rl_adapter_read(arg + plus + 1, m, &a) || rl_model_attach_adapter(m, &a)) {
+	if (rl_adapter_read(arg + plus + 1, m, 0, &a) || rl_model_attach_adapter(m, &a)) {
 		rl_adapter_free(&a);
 		rl_model_free(m);
 		return -1;

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "afile.h"
 #include "err.h"
 #include "stream.h"
 
@@ -780,7 +781,8 @@ int rl_read(rl_reader *r, rl_msg *m)
 
 struct rl_writer {
 	FILE *f;
-	char *path, *tmp;
+	char *path;            /* NULL for stdout */
+	rl_afile out;          /* the temporary behind f when path is set */
 	int failed, error;
 	msgpack_packer pk;
 	uint64_t count;
@@ -807,43 +809,23 @@ uint64_t rl_writer_bytes(const rl_writer *w) { return w->bytes; }
 rl_writer *rl_writer_open(const char *path)
 {
 	rl_writer *w = calloc(1, sizeof *w);
-	if (!w)
-		goto oom;
+	if (!w) {
+		rl_seterr("%s: out of memory", path ? path : "<stdout>");
+		return NULL;
+	}
 	if (!path || strcmp(path, "-") == 0) {
 		w->f = stdout;
 	} else {
-		w->path = strdup(path);
-		if (!w->path || asprintf(&w->tmp, "%s.tmp.XXXXXX", path) < 0)
-			goto oom;
-		int fd = mkstemp(w->tmp);
-		if (fd < 0) {
-			rl_seterr("%s: %s", path, strerror(errno));
-			free(w->path);
-			free(w->tmp);
+		if (rl_afile_open(&w->out, path)) {
 			free(w);
 			return NULL;
 		}
-		mode_t mask = umask(0);
-		umask(mask);
-		fchmod(fd, 0666 & ~mask);
-		w->f = fdopen(fd, "wb");
-		if (!w->f) {
-			close(fd);
-			unlink(w->tmp);
-			goto oom;
-		}
+		w->f = w->out.f;
+		w->path = w->out.path;
 	}
 	msgpack_packer_init(&w->pk, w, write_cb);
 	rl_sha256_init(&w->content);
 	return w;
-oom:
-	rl_seterr("%s: out of memory", path ? path : "<stdout>");
-	if (w) {
-		free(w->path);
-		free(w->tmp);
-		free(w);
-	}
-	return NULL;
 }
 
 msgpack_packer *rl_writer_packer(rl_writer *w) { return &w->pk; }
@@ -1039,28 +1021,15 @@ int rl_writer_flush(rl_writer *w)
 int rl_writer_commit(rl_writer *w)
 {
 	int rc = writer_error(w);
-	if (rc == 0 && (fflush(w->f) != 0 || ferror(w->f))) {
-		rl_seterr("%s: %s", w->path ? w->path : "<stdout>", strerror(errno));
+	if (w->path) {
+		if (rc == 0)
+			rc = rl_afile_commit(&w->out);
+		else
+			rl_afile_abort(&w->out);
+	} else if (rc == 0 && (fflush(w->f) != 0 || ferror(w->f))) {
+		rl_seterr("<stdout>: %s", strerror(errno));
 		rc = -1;
 	}
-	if (w->path) {
-		if (rc == 0 && fsync(fileno(w->f)) != 0 && errno != EINVAL) {
-			rl_seterr("%s: %s", w->path, strerror(errno));
-			rc = -1;
-		}
-		if (fclose(w->f) != 0 && rc == 0) {
-			rl_seterr("%s: %s", w->path, strerror(errno));
-			rc = -1;
-		}
-		if (rc == 0 && rename(w->tmp, w->path) != 0) {
-			rl_seterr("%s: %s", w->path, strerror(errno));
-			rc = -1;
-		}
-		if (rc != 0)
-			unlink(w->tmp);
-	}
-	free(w->path);
-	free(w->tmp);
 	free(w);
 	return rc;
 }
@@ -1069,13 +1038,9 @@ void rl_writer_abort(rl_writer *w)
 {
 	if (!w)
 		return;
-	if (w->path) {
-		fclose(w->f);
-		unlink(w->tmp);
-	} else {
+	if (w->path)
+		rl_afile_abort(&w->out);
+	else
 		fflush(w->f);
-	}
-	free(w->path);
-	free(w->tmp);
 	free(w);
 }

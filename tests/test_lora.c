@@ -178,7 +178,7 @@ static void expect_refused(const rl_model *m, const rl_adapter *a, const char *n
 		CHECK(0, name, "writing the stream: %s", rl_err());
 		return;
 	}
-	int rc = rl_adapter_read(path, m, &b);
+	int rc = rl_adapter_read(path, m, 0, &b);
 	CHECK(rc == -1 && strstr(rl_err(), needle) != NULL, name, "rc %d, error \"%s\" lacks \"%s\"", rc, rl_err(),
 	      needle);
 	if (rc == 0)
