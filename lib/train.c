@@ -14,11 +14,32 @@
  * the model is kept. */
 enum { TILE_ROWS = 256 };
 
+/* Causal attention goes in blocks of queries, each block's products stopping
+ * at the last key it can see: about half the work of full T x T squares. */
+enum { QBLOCK = 64 };
+
+/* A lane is a run of whole sequences of the batch, rows n0..n0+n of every
+ * (N, ...) array, that one thread takes through the whole forward and backward
+ * with single-threaded sgemm: at these sizes that beats OpenBLAS's threads
+ * inside each small product. Each lane has its own scratch and its own
+ * gradient, summed in lane order after the backward (the same result for the
+ * same thread count). */
+typedef struct {
+	int s0, s1;          /* sequences */
+	int n0, n;           /* token rows */
+	float *tile;         /* (TILE_ROWS, max IC) weight rows dequantized for one product */
+	float *scores, *dscores; /* (QBLOCK, ctx) attention scratch */
+	float *grad;         /* (nparams) this lane's share of the gradient */
+} lane;
+
 struct rl_train {
 	const rl_model *m;
 	const rl_adapter *a;
 	int max_tokens, ctx, N, nseq;
-	float *tile;         /* (TILE_ROWS, max IC) weight rows dequantized for one product */
+	int nlanes, lanes_cap;
+	lane *lanes;         /* (lanes_cap) */
+	float *lane_block;   /* every lane's tile, scores, dscores and grad */
+	size_t lane_floats;  /* floats of one lane's part */
 	/* saved activations, one block (act), L = n_layers */
 	float *act;
 	size_t nact;
@@ -44,7 +65,6 @@ struct rl_train {
 	float *dgate, *dup, *dhb; /* (N, F) */
 	float *dlogits;      /* (N, V) */
 	float *dlt;          /* (N, r) */
-	float *scores, *dscores; /* (ctx, ctx) */
 	float *grad;         /* (nparams) */
 	float *rope_cos, *rope_sin; /* (ctx, D/2) */
 	int *pos;            /* (max_tokens) */
@@ -78,7 +98,8 @@ void rl_train_free(rl_train *t)
 {
 	if (!t)
 		return;
-	free(t->tile);
+	free(t->lanes);
+	free(t->lane_block);
 	free(t->act);
 	free(t->scr);
 	free(t->pos);
@@ -112,10 +133,22 @@ rl_train *rl_train_new(const rl_model *m, const rl_adapter *a, int max_tokens, i
 	size_t QD = H * D, KD = KH * D, r = (size_t)a->rank;
 	size_t maxin = C > F ? C : F;
 	maxin = QD > maxin ? QD : maxin;
+	/* one lane per thread; each lane's part rounded to whole cache lines */
+	t->lanes_cap = rl_parallel_threads();
+	size_t tile = (TILE_ROWS * maxin + 15) & ~(size_t)15, sq = ((size_t)QBLOCK * ctx + 15) & ~(size_t)15;
+	t->lane_floats = tile + 2 * sq + ((a->nparams + 15) & ~(size_t)15);
 	void *tp = NULL;
-	if (posix_memalign(&tp, 64, TILE_ROWS * maxin * sizeof(float)))
+	t->lanes = calloc((size_t)t->lanes_cap, sizeof *t->lanes);
+	if (!t->lanes || posix_memalign(&tp, 64, (size_t)t->lanes_cap * t->lane_floats * sizeof(float)))
 		goto oom;
-	t->tile = tp;
+	t->lane_block = tp;
+	for (int i = 0; i < t->lanes_cap; i++) {
+		lane *ln = &t->lanes[i];
+		ln->tile = t->lane_block + (size_t)i * t->lane_floats;
+		ln->scores = ln->tile + tile;
+		ln->dscores = ln->scores + sq;
+		ln->grad = ln->dscores + sq;
+	}
 	size_t qk = c->qk_norm ? 1 : 0;
 	carve acts[] = {
 		{ &t->res, (L + 1) * N * C }, { &t->mid, L * N * C }, { &t->rstd1, L * N }, { &t->rstd2, L * N },
@@ -132,7 +165,7 @@ rl_train *rl_train_new(const rl_model *m, const rl_adapter *a, int max_tokens, i
 		{ &t->dres, N * C }, { &t->dxb, N * C }, { &t->tmpc, N * C }, { &t->dq, N * QD }, { &t->dk, N * KD },
 		{ &t->dv, N * KD }, { &t->dqr, N * QD }, { &t->dkr, N * KD }, { &t->datty, N * QD },
 		{ &t->dgate, N * F }, { &t->dup, N * F }, { &t->dhb, N * F }, { &t->dlogits, N * V }, { &t->dlt, N * r },
-		{ &t->scores, (size_t)ctx * ctx }, { &t->dscores, (size_t)ctx * ctx }, { &t->grad, a->nparams },
+		{ &t->grad, a->nparams },
 		{ &t->rope_cos, (size_t)ctx * half }, { &t->rope_sin, (size_t)ctx * half },
 	};
 	t->scr = alloc_block(scr, (int)(sizeof scr / sizeof *scr), &t->nscr);
@@ -195,22 +228,6 @@ void rl_rmsnorm_backward(float *dx, const float *dout, const float *x, const flo
 		float c = dot * s * s * s / (float)n;
 		for (int j = 0; j < n; j++)
 			d[j] += s * w[j] * dy[j] - c * xi[j];
-	}
-}
-
-void rl_swiglu_forward(float *h, const float *gate, const float *up, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
-}
-
-/* silu(g) = g sig(g), silu'(g) = sig(g) (1 + g (1 - sig(g))) */
-void rl_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		float g = gate[i], sg = 1.0f / (1.0f + expf(-g));
-		dgate[i] += dh[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
-		dup[i] += dh[i] * g * sg;
 	}
 }
 
@@ -355,9 +372,132 @@ static float exp_shift(float *s, int n, float sub)
 	return sum;
 }
 
-/* Causal attention goes in blocks of queries, each block's products stopping
- * at the last key it can see: about half the work of full T x T squares. */
-enum { QBLOCK = 64 };
+/* Row operations of the attention softmax and of SwiGLU, in AVX2 where the
+ * CPU has it: at small head sizes they, not the products, take the time. */
+AVX2 static float softmax_row_avx2(float *s, int n)
+{
+	v8f m8 = s[0] - (v8f){ 0 };
+	int j = 0;
+	for (; j + 8 <= n; j += 8) {
+		v8f x = *(v8f *)(s + j);
+		m8 = (v8f)(((v8i)m8 & (v8i)(m8 >= x)) | ((v8i)x & ~(v8i)(m8 >= x)));
+	}
+	float mx = m8[0];
+	for (int i = 1; i < 8; i++)
+		mx = m8[i] > mx ? m8[i] : mx;
+	for (; j < n; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	float sum = exp_shift_avx2(s, n, mx), inv = 1.0f / sum;
+	for (j = 0; j + 8 <= n; j += 8)
+		*(v8f *)(s + j) *= inv;
+	for (; j < n; j++)
+		s[j] *= inv;
+	return mx + logf(sum);
+}
+
+static float softmax_row_generic(float *s, int n)
+{
+	float mx = s[0];
+	for (int j = 1; j < n; j++)
+		mx = s[j] > mx ? s[j] : mx;
+	float sum = exp_shift(s, n, mx), inv = 1.0f / sum;
+	for (int j = 0; j < n; j++)
+		s[j] *= inv;
+	return mx + logf(sum);
+}
+
+/* s = softmax(s) over n entries; returns their log-sum-exp */
+static float softmax_row(float *s, int n)
+{
+	if (use_avx2 < 0)
+		use_avx2 = rl_cpu_avx2();
+	return use_avx2 ? softmax_row_avx2(s, n) : softmax_row_generic(s, n);
+}
+
+AVX2 static void dsoftmax_row_avx2(float *dp, const float *p, int n)
+{
+	v8f d8 = { 0 };
+	int j = 0;
+	for (; j + 8 <= n; j += 8)
+		d8 += *(const v8f *)(p + j) * *(const v8f *)(dp + j);
+	float dot = ((d8[0] + d8[4]) + (d8[1] + d8[5])) + ((d8[2] + d8[6]) + (d8[3] + d8[7]));
+	for (int i = j; i < n; i++)
+		dot += p[i] * dp[i];
+	for (j = 0; j + 8 <= n; j += 8)
+		*(v8f *)(dp + j) = *(const v8f *)(p + j) * (*(v8f *)(dp + j) - dot);
+	for (; j < n; j++)
+		dp[j] = p[j] * (dp[j] - dot);
+}
+
+/* dp = p . (dp - sum(p . dp)) over n entries: the softmax's backward */
+static void dsoftmax_row(float *dp, const float *p, int n)
+{
+	if (use_avx2 < 0)
+		use_avx2 = rl_cpu_avx2();
+	if (use_avx2) {
+		dsoftmax_row_avx2(dp, p, n);
+		return;
+	}
+	float dot = 0.0f;
+	for (int j = 0; j < n; j++)
+		dot += p[j] * dp[j];
+	for (int j = 0; j < n; j++)
+		dp[j] = p[j] * (dp[j] - dot);
+}
+
+/* sig (n) = 1 / (1 + exp(-g)) */
+AVX2 static void sigmoid_avx2(float *sig, const float *g, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		v8f x = -*(const v8f *)(g + i);
+		exp8(&x);
+		*(v8f *)(sig + i) = 1.0f / (1.0f + x);
+	}
+	for (; i < n; i++)
+		sig[i] = 1.0f / (1.0f + expf(-g[i]));
+}
+
+static void sigmoid(float *sig, const float *g, size_t n)
+{
+	if (use_avx2 < 0)
+		use_avx2 = rl_cpu_avx2();
+	if (use_avx2) {
+		sigmoid_avx2(sig, g, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		sig[i] = 1.0f / (1.0f + expf(-g[i]));
+}
+
+enum { SWIGLU_CHUNK = 256 };
+
+void rl_swiglu_forward(float *h, const float *gate, const float *up, size_t n)
+{
+	float sg[SWIGLU_CHUNK];
+	for (size_t i0 = 0; i0 < n; i0 += SWIGLU_CHUNK) {
+		size_t m = n - i0 < SWIGLU_CHUNK ? n - i0 : SWIGLU_CHUNK;
+		sigmoid(sg, gate + i0, m);
+		for (size_t i = 0; i < m; i++)
+			h[i0 + i] = gate[i0 + i] * sg[i] * up[i0 + i];
+	}
+}
+
+/* silu(g) = g sig(g), silu'(g) = sig(g) (1 + g (1 - sig(g))) */
+void rl_swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, size_t n)
+{
+	float sg[SWIGLU_CHUNK];
+	for (size_t i0 = 0; i0 < n; i0 += SWIGLU_CHUNK) {
+		size_t m = n - i0 < SWIGLU_CHUNK ? n - i0 : SWIGLU_CHUNK;
+		sigmoid(sg, gate + i0, m);
+		for (size_t i = 0; i < m; i++) {
+			float g = gate[i0 + i], d = dh[i0 + i], sgi = sg[i];
+			dgate[i0 + i] += d * up[i0 + i] * sgi * (1.0f + g * (1.0f - sgi));
+			dup[i0 + i] += d * g * sgi;
+		}
+	}
+}
+
 
 /* P (nb, nk) of head h for queries i0..i0+nb: softmax over keys j <= i of
  * scale . q_i . k_j, zero past the diagonal; save: computes and stores the
@@ -371,18 +511,11 @@ static void attention_probs(float *P, float *lse, int ldl, const float *q, const
 		float *s = P + (size_t)i * nk;
 		int last = i0 + i;
 		if (save) {
-			float mx = s[0];
-			for (int j = 1; j <= last; j++)
-				mx = s[j] > mx ? s[j] : mx;
-			float sum = exp_shift(s, last + 1, mx), inv = 1.0f / sum;
-			for (int j = 0; j <= last; j++)
-				s[j] *= inv;
-			lse[(size_t)h * ldl + i0 + i] = mx + logf(sum);
+			lse[(size_t)h * ldl + i0 + i] = softmax_row(s, last + 1);
 		} else {
 			exp_shift(s, last + 1, lse[(size_t)h * ldl + i0 + i]);
 		}
-		for (int j = last + 1; j < nk; j++)
-			s[j] = 0.0f;
+		memset(s + last + 1, 0, (size_t)(nk - last - 1) * sizeof(float));
 	}
 }
 
@@ -422,14 +555,10 @@ void rl_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
 			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, D, nb, 1.0f, P, nk, dO, QD, 1.0f,
 				    dv + (size_t)g * D, KD);
 			for (int i = 0; i < nb; i++) {
-				float *p = P + (size_t)i * nk, *dp = dP + (size_t)i * nk, dot = 0.0f;
+				float *p = P + (size_t)i * nk, *dp = dP + (size_t)i * nk;
 				int last = i0 + i;
-				for (int j = 0; j <= last; j++)
-					dot += p[j] * dp[j];
-				for (int j = 0; j <= last; j++)
-					dp[j] = p[j] * (dp[j] - dot);
-				for (int j = last + 1; j < nk; j++)
-					dp[j] = 0.0f;
+				dsoftmax_row(dp, p, last + 1);
+				memset(dp + last + 1, 0, (size_t)(nk - last - 1) * sizeof(float));
 			}
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nb, D, nk, scale, dP, nk, k + (size_t)g * D,
 				    KD, 1.0f, dq + (size_t)i0 * QD + (size_t)h * D, QD);
@@ -447,10 +576,12 @@ static int target_of(const rl_train *t, const rl_tensor *w)
 	return i >= 0 && i < t->a->ntensors ? t->a->target_of[i] : -1;
 }
 
-/* out (N, OC) = inp (N, IC) . W^T + bias + (alpha/r) . (inp . A^T) . B^T */
-static void linear_forward(rl_train *t, float *out, const float *inp, const rl_tensor *w, const rl_tensor *bias, int N)
+/* out (N, OC) = inp (N, IC) . W^T + bias + (alpha/r) . (inp . A^T) . B^T for
+ * the N rows of lane ln (inp and out point at its first row) */
+static void linear_forward(rl_train *t, const lane *ln, float *out, const float *inp, const rl_tensor *w,
+			   const rl_tensor *bias)
 {
-	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	int N = ln->n, OC = (int)w->shape[0], IC = (int)w->shape[1];
 	if (w->dtype == RL_F32) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w->data, IC, 0.0f, out, OC);
 	} else {
@@ -459,8 +590,8 @@ static void linear_forward(rl_train *t, float *out, const float *inp, const rl_t
 			int nr = OC - r0 < TILE_ROWS ? OC - r0 : TILE_ROWS;
 			for (int r = 0; r < nr; r++)
 				rl_dtypes[w->dtype].to_float((const char *)w->data + (size_t)(r0 + r) * rb,
-							    t->tile + (size_t)r * IC, (size_t)IC);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, IC, 1.0f, inp, IC, t->tile, IC, 0.0f,
+							    ln->tile + (size_t)r * IC, (size_t)IC);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, nr, IC, 1.0f, inp, IC, ln->tile, IC, 0.0f,
 				    out + r0, OC);
 		}
 	}
@@ -476,16 +607,17 @@ static void linear_forward(rl_train *t, float *out, const float *inp, const rl_t
 	const rl_adapter *a = t->a;
 	const rl_lora_target *g = &a->targets[k];
 	int r = a->rank;
-	float *lt = t->lora_t + (size_t)k * t->max_tokens * r; /* (N, r) */
+	float *lt = t->lora_t + ((size_t)k * t->max_tokens + (size_t)ln->n0) * r; /* (N, r) */
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, IC, 1.0f, inp, IC, g->a, IC, 0.0f, lt, r);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, r, (float)(a->alpha / r), lt, r, g->b, r, 1.0f, out,
 		    OC);
 }
 
-/* dinp += dout . W (+ the adapter's part); dA, dB += their gradients */
-static void linear_backward(rl_train *t, float *dinp, const float *dout, const float *inp, const rl_tensor *w, int N)
+/* dinp += dout . W (+ the adapter's part); the lane's dA, dB += their gradients */
+static void linear_backward(rl_train *t, const lane *ln, float *dinp, const float *dout, const float *inp,
+			    const rl_tensor *w)
 {
-	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	int N = ln->n, OC = (int)w->shape[0], IC = (int)w->shape[1];
 	if (w->dtype == RL_F32) {
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w->data, IC, 1.0f, dinp,
 			    IC);
@@ -495,8 +627,8 @@ static void linear_backward(rl_train *t, float *dinp, const float *dout, const f
 			int nr = OC - r0 < TILE_ROWS ? OC - r0 : TILE_ROWS;
 			for (int r = 0; r < nr; r++)
 				rl_dtypes[w->dtype].to_float((const char *)w->data + (size_t)(r0 + r) * rb,
-							    t->tile + (size_t)r * IC, (size_t)IC);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, nr, 1.0f, dout + r0, OC, t->tile, IC,
+							    ln->tile + (size_t)r * IC, (size_t)IC);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, nr, 1.0f, dout + r0, OC, ln->tile, IC,
 				    1.0f, dinp, IC);
 		}
 	}
@@ -507,25 +639,219 @@ static void linear_backward(rl_train *t, float *dinp, const float *dout, const f
 	const rl_lora_target *g = &a->targets[k];
 	int r = a->rank;
 	float s = (float)(a->alpha / r);
-	const float *lt = t->lora_t + (size_t)k * t->max_tokens * r;
-	float *ga = t->grad + (g->a - a->params), *gb = t->grad + (g->b - a->params);
+	const float *lt = t->lora_t + ((size_t)k * t->max_tokens + (size_t)ln->n0) * r;
+	float *dlt = t->dlt + (size_t)ln->n0 * r;
+	float *ga = ln->grad + (g->a - a->params), *gb = ln->grad + (g->b - a->params);
 	/* dB (OC, r) += s . dout^T . lt;  dlt (N, r) = s . dout . B */
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, r, N, s, dout, OC, lt, r, 1.0f, gb, r);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, OC, s, dout, OC, g->b, r, 0.0f, t->dlt, r);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, OC, s, dout, OC, g->b, r, 0.0f, dlt, r);
 	/* dA (r, IC) += dlt^T . inp;  dinp += dlt . A */
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, IC, N, 1.0f, t->dlt, r, inp, IC, 1.0f, ga, IC);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, r, 1.0f, t->dlt, r, g->a, IC, 1.0f, dinp, IC);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, IC, N, 1.0f, dlt, r, inp, IC, 1.0f, ga, IC);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, r, 1.0f, dlt, r, g->a, IC, 1.0f, dinp, IC);
 }
 
-/* ---- the model ---- */
+/* ---- the model, one lane at a time ---- */
 
-int rl_train_forward(rl_train *t, int nseq, const rl_seq *seqs)
+/* The saved activations of layer l for lane ln: each (L, N, X) array's rows
+ * from the lane's first token. */
+typedef struct {
+	float *x, *xn, *mid, *xb1, *xb2, *rstd1, *rstd2, *q, *k, *v, *qraw, *kraw, *qrstd, *krstd;
+	float *atty, *lse, *gate, *up, *hb;
+} layer_acts;
+
+static layer_acts acts_of(const rl_train *t, int l, size_t n0)
+{
+	const rl_config *c = &t->m->cfg;
+	size_t C = (size_t)c->dim, F = (size_t)c->hidden_dim, H = (size_t)c->n_heads, KH = (size_t)c->n_kv_heads;
+	size_t QD = H * (size_t)c->head_dim, KD = KH * (size_t)c->head_dim, MN = (size_t)t->max_tokens;
+	size_t row = (size_t)l * MN + n0;
+	layer_acts s = {
+		.x = t->res + row * C, .xn = t->res + (row + MN) * C, .mid = t->mid + row * C, .xb1 = t->xb1 + row * C,
+		.xb2 = t->xb2 + row * C, .rstd1 = t->rstd1 + row, .rstd2 = t->rstd2 + row, .q = t->q + row * QD,
+		.k = t->k + row * KD, .v = t->v + row * KD, .atty = t->atty + row * QD,
+		.lse = t->lse + (size_t)l * H * MN, /* (H, N): indexed by the sequence's first token */
+		.gate = t->gate + row * F, .up = t->up + row * F, .hb = t->hb + row * F,
+	};
+	if (c->qk_norm) {
+		s.qraw = t->qraw + row * QD;
+		s.kraw = t->kraw + row * KD;
+		s.qrstd = t->qrstd + row * H;
+		s.krstd = t->krstd + row * KH;
+	}
+	return s;
+}
+
+static void forward_lane(rl_train *t, const lane *ln)
 {
 	const rl_model *m = t->m;
 	const rl_config *c = &m->cfg;
 	int C = c->dim, F = c->hidden_dim, D = c->head_dim, H = c->n_heads, KH = c->n_kv_heads;
-	int QD = H * D, KD = KH * D, V = c->vocab_size, L = c->n_layers;
+	int QD = H * D, KD = KH * D, V = c->vocab_size, L = c->n_layers, N = ln->n;
+	size_t n0 = (size_t)ln->n0, NC = (size_t)N * C, MN = (size_t)t->max_tokens;
+	float eps = (float)c->norm_eps, *tmpc = t->tmpc + n0 * C;
+	const int *pos = t->pos + n0;
+	int half = c->rope_style == RL_ROPE_HALF;
+	for (int l = 0; l < L; l++) {
+		const rl_layer *ly = &m->layers[l];
+		layer_acts s = acts_of(t, l, n0);
+		rl_rmsnorm_forward(s.xb1, s.rstd1, s.x, ly->attn_norm->data, N, C, eps);
+		if (c->qk_norm) {
+			linear_forward(t, ln, s.qraw, s.xb1, ly->attn_q, ly->attn_q_bias);
+			linear_forward(t, ln, s.kraw, s.xb1, ly->attn_k, ly->attn_k_bias);
+			rl_rmsnorm_forward(s.q, s.qrstd, s.qraw, ly->attn_q_norm->data, N * H, D, eps);
+			rl_rmsnorm_forward(s.k, s.krstd, s.kraw, ly->attn_k_norm->data, N * KH, D, eps);
+		} else {
+			linear_forward(t, ln, s.q, s.xb1, ly->attn_q, ly->attn_q_bias);
+			linear_forward(t, ln, s.k, s.xb1, ly->attn_k, ly->attn_k_bias);
+		}
+		linear_forward(t, ln, s.v, s.xb1, ly->attn_v, ly->attn_v_bias);
+		rl_rope_forward(s.q, N, QD, H, D, pos, t->rope_cos, t->rope_sin, half);
+		rl_rope_forward(s.k, N, KD, KH, D, pos, t->rope_cos, t->rope_sin, half);
+		for (int q = ln->s0; q < ln->s1; q++) {
+			size_t o = (size_t)t->seq_off[q], r = o - n0;
+			rl_attention_forward(s.atty + r * QD, s.lse + o, (int)MN, s.q + r * QD, s.k + r * KD, s.v + r * KD,
+					     t->seq_len[q], H, KH, D, ln->scores);
+		}
+		linear_forward(t, ln, tmpc, s.atty, ly->attn_output, NULL);
+		for (size_t i = 0; i < NC; i++)
+			s.mid[i] = s.x[i] + tmpc[i];
+		rl_rmsnorm_forward(s.xb2, s.rstd2, s.mid, ly->ffn_norm->data, N, C, eps);
+		linear_forward(t, ln, s.gate, s.xb2, ly->ffn_gate, NULL);
+		linear_forward(t, ln, s.up, s.xb2, ly->ffn_up, NULL);
+		rl_swiglu_forward(s.hb, s.gate, s.up, (size_t)N * F);
+		linear_forward(t, ln, tmpc, s.hb, ly->ffn_down, NULL);
+		for (size_t i = 0; i < NC; i++)
+			s.xn[i] = s.mid[i] + tmpc[i];
+	}
+	float *xbf = t->xbf + n0 * C;
+	rl_rmsnorm_forward(xbf, t->rstdf + n0, t->res + ((size_t)L * MN + n0) * C, m->output_norm->data, N, C, eps);
+	linear_forward(t, ln, t->logits + n0 * V, xbf, m->output, NULL);
+	memset(t->dlogits + n0 * V, 0, (size_t)N * V * sizeof(float));
+}
+
+static void backward_lane(rl_train *t, const lane *ln)
+{
+	const rl_model *m = t->m;
+	const rl_config *c = &m->cfg;
+	int C = c->dim, F = c->hidden_dim, D = c->head_dim, H = c->n_heads, KH = c->n_kv_heads;
+	int QD = H * D, KD = KH * D, V = c->vocab_size, L = c->n_layers, N = ln->n;
+	size_t n0 = (size_t)ln->n0, NC = (size_t)N * C, NF = (size_t)N * F, MN = (size_t)t->max_tokens;
+	int half = c->rope_style == RL_ROPE_HALF;
+	const int *pos = t->pos + n0;
+	float *dres = t->dres + n0 * C, *dxb = t->dxb + n0 * C, *dhb = t->dhb + n0 * F, *dgate = t->dgate + n0 * F;
+	float *dup = t->dup + n0 * F, *datty = t->datty + n0 * QD, *dqa = t->dq + n0 * QD, *dka = t->dk + n0 * KD;
+	float *dv = t->dv + n0 * KD, *dqr = t->dqr + n0 * QD, *dkr = t->dkr + n0 * KD;
+	memset(ln->grad, 0, t->a->nparams * sizeof(float));
+	memset(dres, 0, NC * sizeof(float));
+	memset(dxb, 0, NC * sizeof(float));
+	linear_backward(t, ln, dxb, t->dlogits + n0 * V, t->xbf + n0 * C, m->output);
+	rl_rmsnorm_backward(dres, dxb, t->res + ((size_t)L * MN + n0) * C, m->output_norm->data, t->rstdf + n0, N, C);
+	for (int l = L - 1; l >= 0; l--) {
+		const rl_layer *ly = &m->layers[l];
+		layer_acts s = acts_of(t, l, n0);
+		/* ffn: x_next = mid + down(swiglu(gate(xb2), up(xb2))); dres holds d x_next */
+		memset(dhb, 0, NF * sizeof(float));
+		memset(dgate, 0, NF * sizeof(float));
+		memset(dup, 0, NF * sizeof(float));
+		linear_backward(t, ln, dhb, dres, s.hb, ly->ffn_down);
+		rl_swiglu_backward(dgate, dup, dhb, s.gate, s.up, NF);
+		memset(dxb, 0, NC * sizeof(float));
+		linear_backward(t, ln, dxb, dgate, s.xb2, ly->ffn_gate);
+		linear_backward(t, ln, dxb, dup, s.xb2, ly->ffn_up);
+		rl_rmsnorm_backward(dres, dxb, s.mid, ly->ffn_norm->data, s.rstd2, N, C);
+		/* attention: mid = x + Wo(attention(q, k, v)); dres holds d mid */
+		memset(datty, 0, (size_t)N * QD * sizeof(float));
+		memset(dqa, 0, (size_t)N * QD * sizeof(float));
+		memset(dka, 0, (size_t)N * KD * sizeof(float));
+		memset(dv, 0, (size_t)N * KD * sizeof(float));
+		linear_backward(t, ln, datty, dres, s.atty, ly->attn_output);
+		for (int q = ln->s0; q < ln->s1; q++) {
+			size_t o = (size_t)t->seq_off[q], r = o - n0;
+			rl_attention_backward(dqa + r * QD, dka + r * KD, dv + r * KD, datty + r * QD, s.lse + o, (int)MN,
+					      s.q + r * QD, s.k + r * KD, s.v + r * KD, t->seq_len[q], H, KH, D, ln->scores,
+					      ln->dscores);
+		}
+		rl_rope_backward(dqa, N, QD, H, D, pos, t->rope_cos, t->rope_sin, half);
+		rl_rope_backward(dka, N, KD, KH, D, pos, t->rope_cos, t->rope_sin, half);
+		float *dq = dqa, *dk = dka;
+		if (c->qk_norm) {
+			memset(dqr, 0, (size_t)N * QD * sizeof(float));
+			memset(dkr, 0, (size_t)N * KD * sizeof(float));
+			rl_rmsnorm_backward(dqr, dqa, s.qraw, ly->attn_q_norm->data, s.qrstd, N * H, D);
+			rl_rmsnorm_backward(dkr, dka, s.kraw, ly->attn_k_norm->data, s.krstd, N * KH, D);
+			dq = dqr;
+			dk = dkr;
+		}
+		memset(dxb, 0, NC * sizeof(float));
+		linear_backward(t, ln, dxb, dq, s.xb1, ly->attn_q);
+		linear_backward(t, ln, dxb, dk, s.xb1, ly->attn_k);
+		linear_backward(t, ln, dxb, dv, s.xb1, ly->attn_v);
+		rl_rmsnorm_backward(dres, dxb, s.x, ly->attn_norm->data, s.rstd1, N, C);
+	}
+}
+
+/* Splits the batch's sequences into at most one lane per thread, contiguous
+ * runs of about equal token counts. */
+static void split_lanes(rl_train *t)
+{
+	int nl = rl_parallel_threads();
+	nl = nl < t->lanes_cap ? nl : t->lanes_cap;
+	nl = nl < t->nseq ? nl : t->nseq;
+	int s = 0;
+	for (int i = 0; i < nl; i++) {
+		lane *ln = &t->lanes[i];
+		ln->s0 = s;
+		/* at least one sequence, one left for each lane after; the rest up to the share's end */
+		size_t goal = (size_t)t->N * (size_t)(i + 1) / (size_t)nl;
+		s++;
+		while (s < t->nseq - (nl - 1 - i) &&
+		       (i == nl - 1 || (size_t)t->seq_off[s] + (size_t)t->seq_len[s] / 2 <= goal))
+			s++;
+		ln->s1 = s;
+		ln->n0 = t->seq_off[ln->s0];
+		ln->n = t->seq_off[s - 1] + t->seq_len[s - 1] - ln->n0;
+	}
+	t->nlanes = nl;
+}
+
+typedef struct {
+	rl_train *t;
+	int backward;
+} lanes_job;
+
+static void lanes_part(void *arg, int64_t b, int64_t e)
+{
+	lanes_job *j = arg;
+	for (int64_t i = b; i < e; i++)
+		(j->backward ? backward_lane : forward_lane)(j->t, &j->t->lanes[i]);
+}
+
+/* Runs every lane, each on its own thread with single-threaded sgemm (one
+ * owner for threads); a lone lane keeps OpenBLAS's threads. */
+static void run_lanes(rl_train *t, int backward)
+{
+	lanes_job j = { t, backward };
+	if (t->nlanes == 1) {
+		lanes_part(&j, 0, 1);
+		return;
+	}
+	int blas = openblas_get_num_threads();
+	openblas_set_num_threads(1);
+	rl_parallel_for(t->nlanes, 1, lanes_part, &j);
+	openblas_set_num_threads(blas);
+}
+
+int rl_train_forward(rl_train *t, int nseq, const rl_seq *seqs)
+{
+	const rl_model *m = t->m;
+	int C = m->cfg.dim, V = m->cfg.vocab_size;
 	int N = 0;
+	t->N = 0;
+	if (nseq <= 0) {
+		rl_seterr("training batch: no sequences");
+		return -1;
+	}
+	size_t erb = rl_row_bytes(m->token_embd->dtype, (uint64_t)C);
 	for (int s = 0; s < nseq; s++) {
 		if (seqs[s].ntok <= 0 || seqs[s].ntok > t->ctx || N + seqs[s].ntok > t->max_tokens) {
 			rl_seterr("training batch: sequence %d of %d tokens does not fit the context of %d or the batch of %d tokens",
@@ -541,7 +867,6 @@ int rl_train_forward(rl_train *t, int nseq, const rl_seq *seqs)
 				return -1;
 			}
 			t->pos[N + i] = i;
-			size_t erb = rl_row_bytes(m->token_embd->dtype, (uint64_t)C);
 			rl_dtypes[m->token_embd->dtype].to_float((const char *)m->token_embd->data + (size_t)tok * erb,
 								 t->res + (size_t)(N + i) * C, (size_t)C);
 		}
@@ -549,116 +874,23 @@ int rl_train_forward(rl_train *t, int nseq, const rl_seq *seqs)
 	}
 	t->N = N;
 	t->nseq = nseq;
-	size_t NC = (size_t)N * C, MN = (size_t)t->max_tokens;
-	float eps = (float)c->norm_eps;
-	int half = c->rope_style == RL_ROPE_HALF;
-	for (int l = 0; l < L; l++) {
-		const rl_layer *ly = &m->layers[l];
-		float *x = t->res + (size_t)l * MN * C, *xn = t->res + (size_t)(l + 1) * MN * C;
-		float *mid = t->mid + (size_t)l * MN * C, *xb1 = t->xb1 + (size_t)l * MN * C, *xb2 = t->xb2 + (size_t)l * MN * C;
-		float *q = t->q + (size_t)l * MN * QD, *k = t->k + (size_t)l * MN * KD, *v = t->v + (size_t)l * MN * KD;
-		float *atty = t->atty + (size_t)l * MN * QD, *lse = t->lse + (size_t)l * H * MN;
-		float *gate = t->gate + (size_t)l * MN * F, *up = t->up + (size_t)l * MN * F, *hb = t->hb + (size_t)l * MN * F;
-		rl_rmsnorm_forward(xb1, t->rstd1 + (size_t)l * MN, x, ly->attn_norm->data, N, C, eps);
-		if (c->qk_norm) {
-			float *qr = t->qraw + (size_t)l * MN * QD, *kr = t->kraw + (size_t)l * MN * KD;
-			linear_forward(t, qr, xb1, ly->attn_q, ly->attn_q_bias, N);
-			linear_forward(t, kr, xb1, ly->attn_k, ly->attn_k_bias, N);
-			rl_rmsnorm_forward(q, t->qrstd + (size_t)l * MN * H, qr, ly->attn_q_norm->data, N * H, D, eps);
-			rl_rmsnorm_forward(k, t->krstd + (size_t)l * MN * KH, kr, ly->attn_k_norm->data, N * KH, D, eps);
-		} else {
-			linear_forward(t, q, xb1, ly->attn_q, ly->attn_q_bias, N);
-			linear_forward(t, k, xb1, ly->attn_k, ly->attn_k_bias, N);
-		}
-		linear_forward(t, v, xb1, ly->attn_v, ly->attn_v_bias, N);
-		rl_rope_forward(q, N, QD, H, D, t->pos, t->rope_cos, t->rope_sin, half);
-		rl_rope_forward(k, N, KD, KH, D, t->pos, t->rope_cos, t->rope_sin, half);
-		for (int s = 0; s < nseq; s++) {
-			size_t o = (size_t)t->seq_off[s];
-			rl_attention_forward(atty + o * QD, lse + o, (int)MN, q + o * QD, k + o * KD, v + o * KD, t->seq_len[s],
-					     H, KH, D, t->scores);
-		}
-		linear_forward(t, t->tmpc, atty, ly->attn_output, NULL, N);
-		for (size_t i = 0; i < NC; i++)
-			mid[i] = x[i] + t->tmpc[i];
-		rl_rmsnorm_forward(xb2, t->rstd2 + (size_t)l * MN, mid, ly->ffn_norm->data, N, C, eps);
-		linear_forward(t, gate, xb2, ly->ffn_gate, NULL, N);
-		linear_forward(t, up, xb2, ly->ffn_up, NULL, N);
-		rl_swiglu_forward(hb, gate, up, (size_t)N * F);
-		linear_forward(t, t->tmpc, hb, ly->ffn_down, NULL, N);
-		for (size_t i = 0; i < NC; i++)
-			xn[i] = mid[i] + t->tmpc[i];
-	}
-	rl_rmsnorm_forward(t->xbf, t->rstdf, t->res + (size_t)L * MN * C, m->output_norm->data, N, C, eps);
-	linear_forward(t, t->logits, t->xbf, m->output, NULL, N);
-	memset(t->dlogits, 0, (size_t)N * V * sizeof(float));
+	split_lanes(t);
+	run_lanes(t, 0);
 	return 0;
 }
 
 int rl_train_backward(rl_train *t)
 {
-	const rl_model *m = t->m;
-	const rl_config *c = &m->cfg;
-	int C = c->dim, F = c->hidden_dim, D = c->head_dim, H = c->n_heads, KH = c->n_kv_heads;
-	int QD = H * D, KD = KH * D, L = c->n_layers, N = t->N;
-	size_t NC = (size_t)N * C, MN = (size_t)t->max_tokens;
-	int half = c->rope_style == RL_ROPE_HALF;
-	if (N == 0) {
+	if (t->N == 0) {
 		rl_seterr("training: backward without a forward");
 		return -1;
 	}
-	memset(t->dres, 0, NC * sizeof(float));
-	memset(t->dxb, 0, NC * sizeof(float));
-	linear_backward(t, t->dxb, t->dlogits, t->xbf, m->output, N);
-	rl_rmsnorm_backward(t->dres, t->dxb, t->res + (size_t)L * MN * C, m->output_norm->data, t->rstdf, N, C);
-	for (int l = L - 1; l >= 0; l--) {
-		const rl_layer *ly = &m->layers[l];
-		float *x = t->res + (size_t)l * MN * C;
-		float *mid = t->mid + (size_t)l * MN * C, *xb1 = t->xb1 + (size_t)l * MN * C, *xb2 = t->xb2 + (size_t)l * MN * C;
-		float *q = t->q + (size_t)l * MN * QD, *k = t->k + (size_t)l * MN * KD, *v = t->v + (size_t)l * MN * KD;
-		float *atty = t->atty + (size_t)l * MN * QD, *lse = t->lse + (size_t)l * H * MN;
-		float *gate = t->gate + (size_t)l * MN * F, *up = t->up + (size_t)l * MN * F, *hb = t->hb + (size_t)l * MN * F;
-		/* ffn: x_next = mid + down(swiglu(gate(xb2), up(xb2))); dres holds d x_next */
-		size_t NF = (size_t)N * F;
-		memset(t->dhb, 0, NF * sizeof(float));
-		memset(t->dgate, 0, NF * sizeof(float));
-		memset(t->dup, 0, NF * sizeof(float));
-		linear_backward(t, t->dhb, t->dres, hb, ly->ffn_down, N);
-		rl_swiglu_backward(t->dgate, t->dup, t->dhb, gate, up, NF);
-		memset(t->dxb, 0, NC * sizeof(float));
-		linear_backward(t, t->dxb, t->dgate, xb2, ly->ffn_gate, N);
-		linear_backward(t, t->dxb, t->dup, xb2, ly->ffn_up, N);
-		rl_rmsnorm_backward(t->dres, t->dxb, mid, ly->ffn_norm->data, t->rstd2 + (size_t)l * MN, N, C);
-		/* attention: mid = x + Wo(attention(q, k, v)); dres holds d mid */
-		memset(t->datty, 0, (size_t)N * QD * sizeof(float));
-		memset(t->dq, 0, (size_t)N * QD * sizeof(float));
-		memset(t->dk, 0, (size_t)N * KD * sizeof(float));
-		memset(t->dv, 0, (size_t)N * KD * sizeof(float));
-		linear_backward(t, t->datty, t->dres, atty, ly->attn_output, N);
-		for (int s = 0; s < t->nseq; s++) {
-			size_t o = (size_t)t->seq_off[s];
-			rl_attention_backward(t->dq + o * QD, t->dk + o * KD, t->dv + o * KD, t->datty + o * QD, lse + o,
-					      (int)MN, q + o * QD, k + o * KD, v + o * KD, t->seq_len[s], H, KH, D,
-					      t->scores, t->dscores);
-		}
-		rl_rope_backward(t->dq, N, QD, H, D, t->pos, t->rope_cos, t->rope_sin, half);
-		rl_rope_backward(t->dk, N, KD, KH, D, t->pos, t->rope_cos, t->rope_sin, half);
-		float *dq = t->dq, *dk = t->dk;
-		if (c->qk_norm) {
-			memset(t->dqr, 0, (size_t)N * QD * sizeof(float));
-			memset(t->dkr, 0, (size_t)N * KD * sizeof(float));
-			rl_rmsnorm_backward(t->dqr, t->dq, t->qraw + (size_t)l * MN * QD, ly->attn_q_norm->data,
-					    t->qrstd + (size_t)l * MN * H, N * H, D);
-			rl_rmsnorm_backward(t->dkr, t->dk, t->kraw + (size_t)l * MN * KD, ly->attn_k_norm->data,
-					    t->krstd + (size_t)l * MN * KH, N * KH, D);
-			dq = t->dqr;
-			dk = t->dkr;
-		}
-		memset(t->dxb, 0, NC * sizeof(float));
-		linear_backward(t, t->dxb, dq, xb1, ly->attn_q, N);
-		linear_backward(t, t->dxb, dk, xb1, ly->attn_k, N);
-		linear_backward(t, t->dxb, t->dv, xb1, ly->attn_v, N);
-		rl_rmsnorm_backward(t->dres, t->dxb, x, ly->attn_norm->data, t->rstd1 + (size_t)l * MN, N, C);
+	run_lanes(t, 1);
+	size_t n = t->a->nparams;
+	for (int i = 0; i < t->nlanes; i++) {
+		const float *g = t->lanes[i].grad;
+		for (size_t j = 0; j < n; j++)
+			t->grad[j] += g[j];
 	}
 	return 0;
 }

@@ -88,7 +88,7 @@ void rl_rope_forward(float *x, int N, int ld, int nheads, int D, const int *pos,
 void rl_rope_backward(float *dx, int N, int ld, int nheads, int D, const int *pos, const float *cos_t,
 		      const float *sin_t, int half);
 /* causal attention of one sequence of T tokens: out (T, H*D); lse (H, T)
- * saved (row stride ldl); q (T, H*D), k and v (T, KH*D); scratch (T, T) */
+ * saved (row stride ldl); q (T, H*D), k and v (T, KH*D); scratch (min(T, 64), T) */
 void rl_attention_forward(float *out, float *lse, int ldl, const float *q, const float *k, const float *v, int T,
 			  int H, int KH, int D, float *scratch);
 void rl_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *lse, int ldl,
