@@ -27,7 +27,8 @@ static void usage(FILE *f)
 		"usage: distill [-r RANK] [--alpha A] [--targets PATTERN] [--lr LR] [--epochs E]\n"
 		"               [--batch-tokens N] [--accum K] [--warmup STEPS] [--min-lr-ratio R] [--clip C]\n"
 		"               [--weight-decay W] [--tau T] [--ce MIX] [--heldout FRAC] [--eval-every N]\n"
-		"               [--seed S] [--checkpoint FILE] [--checkpoint-every N] [--resume FILE]\n"
+		"               [--seed S] [--init standard|svd|ADAPTER] [--teacher MODEL]\n"
+		"               [--checkpoint FILE] [--checkpoint-every N] [--resume FILE]\n"
 		"               [--samples FILE] [-t N] [-o ADAPTER] STUDENT\n"
 		"Reads a samples stream (--samples FILE, else stdin) and writes an adapter stream\n"
 		"to ADAPTER (atomically) or stdout.\n");
@@ -270,6 +271,22 @@ static size_t pack(const sample_set *ss, const size_t *order, size_t n, long bat
 	return nb;
 }
 
+/* The held-out samples' mean KL and cross-entropy, in batches of up to max_tokens. */
+static loss_sum heldout_loss(rl_train *t, const sample_set *ss, const size_t *held, size_t nh, size_t max_tokens,
+			     double tau, rl_seq *seqs, float *tl, float *scratch)
+{
+	loss_sum h = { 0 };
+	for (size_t i = 0; i < nh;) {
+		size_t j = i, tok = 0;
+		while (j < nh && (j == i || tok + (size_t)ss->s[held[j]].T - 1 <= max_tokens))
+			tok += (size_t)ss->s[held[j++]].T - 1;
+		if (run_batch(t, ss, held + i, (int)(j - i), tau, 0, 1, 0, seqs, tl, scratch, &h))
+			errx(1, "held-out evaluation: %s", rl_err());
+		i = j;
+	}
+	return h;
+}
+
 /* ---- checkpoints: an adapter stream whose summary holds the optimizer ---- */
 
 typedef struct {
@@ -358,8 +375,10 @@ int main(int argc, char **argv)
 	unsigned long long seed = 1;
 	int threads = 0;
 	const char *targets = NULL, *out = NULL, *samples = "-", *ckpt = NULL, *resume = NULL;
+	const char *init = "standard", *teacher = NULL;
+	int rank_set = 0;
 	enum { O_ALPHA = 256, O_TARGETS, O_LR, O_EPOCHS, O_BT, O_ACCUM, O_WARMUP, O_MINLR, O_CLIP, O_WD, O_TAU,
-	       O_CE, O_HELD, O_EVAL, O_SEED, O_CKPT, O_CKEVERY, O_RESUME, O_SAMPLES };
+	       O_CE, O_HELD, O_EVAL, O_SEED, O_CKPT, O_CKEVERY, O_RESUME, O_SAMPLES, O_INIT, O_TEACHER };
 	static const struct option longopts[] = {
 		{ "alpha", required_argument, NULL, O_ALPHA }, { "targets", required_argument, NULL, O_TARGETS },
 		{ "lr", required_argument, NULL, O_LR }, { "epochs", required_argument, NULL, O_EPOCHS },
@@ -371,16 +390,17 @@ int main(int argc, char **argv)
 		{ "seed", required_argument, NULL, O_SEED }, { "checkpoint", required_argument, NULL, O_CKPT },
 		{ "checkpoint-every", required_argument, NULL, O_CKEVERY }, { "resume", required_argument, NULL, O_RESUME },
 		{ "samples", required_argument, NULL, O_SAMPLES }, { "rank", required_argument, NULL, 'r' },
+		{ "init", required_argument, NULL, O_INIT }, { "teacher", required_argument, NULL, O_TEACHER },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "r:t:o:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'r': rank = parse_long("-r", optarg, 1, 4096); break;
+		case 'r': rank = parse_long("-r", optarg, 1, 4096); rank_set = 1; break;
 		case O_ALPHA: alpha = parse_double("--alpha", optarg, 1e-6, 1e6); break;
 		case O_TARGETS: targets = optarg; break;
 		case O_LR: lr = parse_double("--lr", optarg, 1e-9, 10); break;
-		case O_EPOCHS: epochs = parse_long("--epochs", optarg, 1, 100000); break;
+		case O_EPOCHS: epochs = parse_long("--epochs", optarg, 0, 100000); break;
 		case O_BT: batch_tokens = parse_long("--batch-tokens", optarg, 1, 1 << 24); break;
 		case O_ACCUM: accum = parse_long("--accum", optarg, 1, 1 << 20); break;
 		case O_WARMUP: warmup = parse_long("--warmup", optarg, 0, 1L << 40); break;
@@ -399,6 +419,8 @@ int main(int argc, char **argv)
 		case O_CKEVERY: ckpt_every = parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
 		case O_RESUME: resume = optarg; break;
 		case O_SAMPLES: samples = optarg; break;
+		case O_INIT: init = optarg; break;
+		case O_TEACHER: teacher = optarg; break;
 		case 't':
 			if ((threads = rl_parse_threads(optarg)) < 0)
 				errx(2, "-t %s: not a thread count from 1 to 1024", optarg);
@@ -416,6 +438,12 @@ int main(int argc, char **argv)
 		errx(2, "--checkpoint-every needs --checkpoint FILE");
 	if (!out && isatty(1))
 		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
+	int init_svd = strcmp(init, "svd") == 0, init_file = !init_svd && strcmp(init, "standard") != 0;
+	if (init_svd && !teacher)
+		errx(2, "--init svd needs the teacher's weights: --teacher MODEL");
+	if (teacher && !init_svd)
+		errx(2, "--teacher is read only by --init svd");
+	double alpha_opt = alpha;
 	if (alpha < 0)
 		alpha = (double)rank; /* alpha/r = 1: the update's scale does not change with the rank */
 	/* a signal while loading stops before training; during it, at the next step */
@@ -443,8 +471,30 @@ int main(int argc, char **argv)
 		errx(1, "--heldout %g leaves no training sample of %zu", heldout, ss.n);
 
 	rl_adapter a;
-	if (rl_adapter_new(&a, &m, targets, (int)rank, alpha))
+	if (init_file) {
+		/* the adapter to start from sets the rank, alpha and targets */
+		if (rl_adapter_read(init, &m, 0, &a))
+			errx(1, "--init: %s", rl_err());
+		if ((rank_set && a.rank != rank) || (alpha_opt >= 0 && a.alpha != alpha_opt))
+			errx(1, "--init %s: rank %d, alpha %g; not the -r %ld / --alpha %g asked for", init, a.rank, a.alpha,
+			     rank, alpha_opt >= 0 ? alpha_opt : (double)rank);
+		if (targets) {
+			rl_adapter want;
+			if (rl_adapter_new(&want, &m, targets, a.rank, a.alpha))
+				errx(1, "--targets %s: %s", targets, rl_err());
+			int same = want.ntargets == a.ntargets;
+			for (int k = 0; same && k < a.ntargets; k++)
+				same = want.targets[k].tensor == a.targets[k].tensor;
+			if (!same)
+				errx(1, "--init %s: its %d targets are not those --targets %s selects (%d)", init, a.ntargets,
+				     targets, want.ntargets);
+			rl_adapter_free(&want);
+		}
+		rank = a.rank;
+		alpha = a.alpha;
+	} else if (rl_adapter_new(&a, &m, targets, (int)rank, alpha)) {
 		errx(1, "--targets %s: %s", targets ? targets : "(default)", rl_err());
+	}
 	if (resume) {
 		rl_adapter r;
 		if (rl_adapter_read(resume, &m, 0, &r))
@@ -454,7 +504,17 @@ int main(int argc, char **argv)
 			     resume, r.rank, r.alpha, r.nparams, rank, alpha, a.nparams);
 		memcpy(a.params, r.params, a.nparams * sizeof(float));
 		rl_adapter_free(&r);
-	} else {
+	} else if (init_svd) {
+		rl_model tm;
+		double kept;
+		if (rl_model_load(teacher, NULL, &tm))
+			errx(1, "--teacher: %s", rl_err());
+		if (rl_adapter_init_svd(&a, &m, &tm, seed, &kept))
+			errx(1, "--init svd: %s", rl_err());
+		rl_model_free(&tm);
+		fprintf(stderr, "distill: SVD initialisation from %s: rank %ld reproduces %.2f%% of the quantization residuals' squared norm\n",
+			teacher, rank, 100 * kept);
+	} else if (!init_file) {
 		rl_adapter_init_standard(&a, seed);
 	}
 	size_t max_tokens = (size_t)batch_tokens > longest ? (size_t)batch_tokens : longest;
@@ -494,6 +554,11 @@ int main(int argc, char **argv)
 		a.nparams, 100.0 * (double)a.nparams / model_params(&m), ss.n, nheld, ss.k, tau,
 		(unsigned long long)total, epochs);
 
+	if (eval_every && nheld && step == 0) {
+		loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, seqs, tl, scratch);
+		fprintf(stderr, "distill: step 0/%llu: held-out KL %.4f, CE %.4f over %zu positions\n",
+			(unsigned long long)total, h.kl / (double)h.rows, h.ce / (double)h.rows, h.rows);
+	}
 	rl_adamw_cfg ocfg = { 0.9, 0.999, 1e-8, wd };
 	double t0 = now(), last = t0;
 	uint64_t s_global = 0, tokens = 0;
@@ -525,15 +590,7 @@ int main(int argc, char **argv)
 				tokens += (uint64_t)ss.s[order[i]].T - 1;
 			last_kl = ls.kl / (double)ls.rows;
 			if (eval_every && nheld && (step % (uint64_t)eval_every == 0 || step == total)) {
-				loss_sum h = { 0 };
-				for (size_t i = 0; i < nh;) {
-					size_t j = i, tok = 0;
-					while (j < nh && (j == i || tok + (size_t)ss.s[held[j]].T - 1 <= max_tokens))
-						tok += (size_t)ss.s[held[j++]].T - 1;
-					if (run_batch(t, &ss, held + i, (int)(j - i), tau, 0, 1, 0, seqs, tl, scratch, &h))
-						errx(1, "held-out evaluation: %s", rl_err());
-					i = j;
-				}
+				loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, seqs, tl, scratch);
 				fprintf(stderr, "%sdistill: step %llu/%llu: held-out KL %.4f, CE %.4f over %zu positions\n",
 					tty ? "\r" : "", (unsigned long long)step, (unsigned long long)total,
 					h.kl / (double)h.rows, h.ce / (double)h.rows, h.rows);

@@ -188,6 +188,116 @@ void rl_adapter_init_standard(rl_adapter *a, uint64_t seed)
 	}
 }
 
+/* LAPACK's SVD (Fortran calling convention; the trailing length of jobz is
+ * what gfortran expects of a character argument) */
+extern void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *lda, float *s, float *u,
+		    const int *ldu, float *vt, const int *ldvt, float *work, const int *lwork, int *iwork, int *info,
+		    size_t jobz_len);
+
+/* The thin SVD of a col-major (M, N) matrix x (destroyed): s (mn), u (M, mn), vt (mn, N), mn = min(M, N). */
+static int svd_thin(float *x, int M, int N, float *s, float *u, float *vt)
+{
+	int mn = M < N ? M : N, info = 0, lwork = -1, *iwork = malloc(8 * (size_t)mn * sizeof(int));
+	float q;
+	if (!iwork) {
+		rl_seterr("out of memory");
+		return -1;
+	}
+	sgesdd_("S", &M, &N, x, &M, s, u, &M, vt, &mn, &q, &lwork, iwork, &info, 1);
+	lwork = info == 0 ? (int)q + 1 : 0;
+	float *work = info == 0 ? malloc((size_t)lwork * sizeof(float)) : NULL;
+	if (work)
+		sgesdd_("S", &M, &N, x, &M, s, u, &M, vt, &mn, work, &lwork, iwork, &info, 1);
+	free(work);
+	free(iwork);
+	if (!work || info != 0) {
+		rl_seterr(info ? "sgesdd: error %d" : "out of memory", info);
+		return -1;
+	}
+	return 0;
+}
+
+/* One target's SVD initialisation (see lora.h); adds the residual's squared
+ * norm to *total and what the init reproduces of it to *kept. */
+static int init_svd_target(const rl_adapter *a, rl_lora_target *g, const rl_tensor *ws, const rl_tensor *wt,
+			   double *total, double *kept)
+{
+	/* R (OC, IC) row-major is R^T (IC, OC) col-major: sgesdd gives
+	 * R^T = U S VT, so R's left vectors are VT's rows, its right ones U's columns */
+	int OC = g->OC, IC = g->IC, mn = OC < IC ? OC : IC, r = a->rank, rc = -1;
+	float *res = malloc((size_t)OC * IC * sizeof(float)), *row = malloc((size_t)IC * sizeof(float));
+	float *sv = malloc((size_t)mn * sizeof(float)), *u = malloc((size_t)IC * mn * sizeof(float));
+	float *vt = malloc((size_t)mn * OC * sizeof(float));
+	if (!res || !row || !sv || !u || !vt) {
+		rl_seterr("SVD of %s (%d x %d): out of memory", g->name, OC, IC);
+		goto done;
+	}
+	size_t rbt = rl_row_bytes(wt->dtype, (uint64_t)IC), rbs = rl_row_bytes(ws->dtype, (uint64_t)IC);
+	double fro = 0;
+	for (int o = 0; o < OC; o++) {
+		float *x = res + (size_t)o * IC;
+		rl_dtypes[wt->dtype].to_float((const char *)wt->data + (size_t)o * rbt, x, (size_t)IC);
+		rl_dtypes[ws->dtype].to_float((const char *)ws->data + (size_t)o * rbs, row, (size_t)IC);
+		for (int c = 0; c < IC; c++) {
+			x[c] -= row[c];
+			fro += (double)x[c] * x[c];
+		}
+	}
+	if (!isfinite(fro)) {
+		rl_seterr("%s: the residual between teacher and student is not finite", g->name);
+		goto done;
+	}
+	if (svd_thin(res, IC, OC, sv, u, vt)) {
+		rl_seterr("SVD of %s (%d x %d): %s", g->name, OC, IC, rl_err());
+		goto done;
+	}
+	*total += fro;
+	double s = a->alpha / r;
+	for (int i = 0; i < r && i < mn && sv[i] > 1e-6f * sv[0]; i++) {
+		float f = (float)sqrt(sv[i] / s);
+		for (int c = 0; c < IC; c++)
+			g->a[(size_t)i * IC + c] = f * u[(size_t)i * IC + c];
+		for (int o = 0; o < OC; o++)
+			g->b[(size_t)o * r + i] = f * vt[(size_t)o * mn + i];
+		*kept += (double)sv[i] * sv[i];
+	}
+	rc = 0;
+done:
+	free(res);
+	free(row);
+	free(sv);
+	free(u);
+	free(vt);
+	return rc;
+}
+
+int rl_adapter_init_svd(rl_adapter *a, const rl_model *student, const rl_model *teacher, uint64_t seed,
+			double *captured)
+{
+	if (strcmp(teacher->source, student->source) || strcmp(student->source, a->base_source)) {
+		rl_seterr("the teacher %s comes from %.12s, but the student %s from %.12s: the SVD initialisation needs the student's own teacher",
+			  teacher->origin, teacher->source, student->origin, student->source);
+		return -1;
+	}
+	rl_adapter_init_standard(a, seed);
+	double total = 0, kept = 0;
+	for (int k = 0; k < a->ntargets; k++) {
+		rl_lora_target *g = &a->targets[k];
+		const rl_tensor *ws = &student->tensors[g->tensor];
+		int ti = rl_model_tensor_index(teacher, g->name);
+		const rl_tensor *wt = ti < 0 ? NULL : &teacher->tensors[ti];
+		if (!wt || wt->ndim != 2 || wt->shape[0] != ws->shape[0] || wt->shape[1] != ws->shape[1]) {
+			rl_seterr("the teacher %s has no tensor %s of the student's shape", teacher->origin, g->name);
+			return -1;
+		}
+		if (init_svd_target(a, g, ws, wt, &total, &kept))
+			return -1;
+	}
+	if (captured)
+		*captured = total > 0 ? kept / total : 1.0;
+	return 0;
+}
+
 int rl_model_content(const rl_model *m, char hex[65])
 {
 	if (m->content[0]) {

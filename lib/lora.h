@@ -55,6 +55,24 @@ void rl_adapter_free(rl_adapter *a);
  * B zero, so the adapted model starts as the base. */
 void rl_adapter_init_standard(rl_adapter *a, uint64_t seed);
 
+/* The SVD initialisation (as PiSSA/LoftQ-style recovery inits do): for each
+ * target, the residual R = W_teacher - deq(W_student) (OC, IC), both as f32,
+ * and its truncated SVD R ~ U_r S_r V_r^T; then B = U_r (S_r/s)^(1/2) and
+ * A = (S_r/s)^(1/2) V_r^T with s = alpha/rank, so that s.B.A is the best
+ * rank-r approximation of R (Eckart-Young) and the adapted student starts as
+ * close to the teacher's weights as rank r allows. The singular values are
+ * split evenly between A and B, so neither starts much larger than the other.
+ * Components beyond min(OC, IC), or with a singular value below 1e-6 of the
+ * largest (a residual of lower rank), keep the standard initialisation of
+ * rl_adapter_init_standard(a, seed): A random, B zero, so they still learn.
+ * teacher must be student's own source (the same source identity) and have
+ * every target with the same shape; refused otherwise. *captured (may be
+ * NULL) receives the share of the residuals' squared Frobenius norm, over all
+ * targets, that the initialisation reproduces. Uses LAPACK's sgesdd (in
+ * OpenBLAS); allocates and frees its workspace. */
+int rl_adapter_init_svd(rl_adapter *a, const rl_model *student, const rl_model *teacher, uint64_t seed,
+			double *captured);
+
 /* The content identity of m: m->content when it was loaded from a stream,
  * else the sha256 its tensors would have written as they are stored. */
 int rl_model_content(const rl_model *m, char hex[65]);

@@ -63,6 +63,22 @@ else
 	fail distill_signal_checkpoint "exit $rc, checkpoint step ${sigstep:-none}: $(tail -n 1 "$TMP/sig.err")"
 fi
 
+# --init svd: A and B from the quantization residual's SVD; the student starts closer to the teacher
+# (--epochs 0 writes the initial adapter)
+# shellcheck disable=SC2086
+"$D" $RUN --init svd --teacher "$TMP/fp.msgpack" --epochs 0 -o "$TMP/svd0.msgpack" "$TMP/q.msgpack" 2>"$TMP/svd.err"
+k2=$(kl "$TMP/q.msgpack+$TMP/svd0.msgpack")
+if grep -q "SVD initialisation" "$TMP/svd.err" && awk -v a="$k0" -v b="$k2" 'BEGIN { exit !(b > 0 && b < 0.95 * a) }'; then
+	pass distill_svd_init_closer
+else
+	fail distill_svd_init_closer "KL to the teacher: student $k0, with the SVD initialisation $k2: $(tail -n 1 "$TMP/svd.err")"
+fi
+# --init ADAPTER starts from that adapter: with no training, the same model
+# shellcheck disable=SC2086
+"$D" $RUN --init "$TMP/a.msgpack" --epochs 0 -o "$TMP/i0.msgpack" "$TMP/q.msgpack" 2>/dev/null
+k3=$(kl "$TMP/q.msgpack+$TMP/i0.msgpack")
+if [ -n "$k3" ] && [ "$k3" = "$k1" ]; then pass distill_init_adapter; else fail distill_init_adapter "KL $k3, the adapter's own $k1"; fi
+
 # bad input
 cat > "$TMP/tiny.json" <<'JSON'
 {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
@@ -73,6 +89,13 @@ JSON
 "$BIN/teacher-gen" -n 4 --max-len 16 -o "$TMP/rs.msgpack" "$TMP/r.msgpack" 2>/dev/null
 expect_fail distill_wrong_teacher "samples of teacher .* the student .* comes from" "$D" --samples "$TMP/rs.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack"
 no_output distill_wrong_teacher_no_output "$TMP/x.msgpack"
+expect_fail distill_svd_other_teacher "own teacher" "$D" --init svd --teacher "$TMP/r.msgpack" --samples "$TMP/s.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack"
+"$D" --init svd --samples "$TMP/s.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack" 2>"$TMP/u.err"
+rc=$?
+if [ $rc -eq 2 ] && grep -q "needs the teacher" "$TMP/u.err"; then pass distill_svd_needs_teacher; else
+	fail distill_svd_needs_teacher "exit $rc (a usage error is 2): $(cat "$TMP/u.err")"; fi
+expect_fail distill_init_rank_mismatch "rank 4" "$D" --init "$TMP/a.msgpack" -r 8 --samples "$TMP/s.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack"
+expect_fail distill_init_missing "nothere" "$D" --init "$TMP/nothere.msgpack" --samples "$TMP/s.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack"
 expect_fail distill_no_targets "blk.9" "$D" --targets 'blk.9.ffn_gate' --samples "$TMP/s.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack"
 head -c 30000 "$TMP/s.msgpack" > "$TMP/cut.msgpack"
 expect_fail distill_cut_stream "cut" "$D" --samples "$TMP/cut.msgpack" -o "$TMP/x.msgpack" "$TMP/q.msgpack"

@@ -356,6 +356,26 @@ static void test_tiny(const char *arch, rl_rope_style rope, int qk_norm, int qkv
 	e = fd_check(batch_loss_cb, &b, row, dinp, (size_t)C, 1e-2f, 100);
 	snprintf(full, sizeof full, "%s_input_grad", name);
 	CHECK(e < 5e-3, full, "relative error %.3g against central differences", e);
+	/* two threads run the two sequences in two lanes: the same gradient, up to
+	 * the order of the sums */
+	rl_set_threads(2);
+	rl_train *t2 = rl_train_new(&m, &a, N, 8);
+	b.t = t2;
+	e = 1;
+	if (t2 && !isnan(batch_loss(&b, 1)) && rl_train_backward(t2) == 0) {
+		double num = 0, den = 0;
+		for (size_t i = 0; i < a.nparams; i++) {
+			double d = fabs((double)g[i] - rl_train_grad(t2)[i]);
+			num = d > num ? d : num;
+			den = fabs(g[i]) > den ? fabs(g[i]) : den;
+		}
+		e = num / den;
+	}
+	snprintf(full, sizeof full, "%s_two_lanes", name);
+	CHECK(e < 1e-5, full, "relative difference %.3g between one thread's gradient and two threads'", e);
+	rl_train_free(t2);
+	rl_set_threads(1);
+	b.t = t;
 	free(dinp);
 	free(g);
 	rl_train_free(t);
@@ -540,9 +560,91 @@ static void test_pytorch(const char *bin)
 	free(scr);
 }
 
+/* ---- the SVD initialisation against numpy (tests/ref/svd_init.py) ---- */
+
+static double svd_teacher(int o, int c) { return 0.5 * sin(0.37 * o + 0.23 * c + 0.1 * o * c / 7.0); }
+
+static double svd_residual(int o, int c)
+{
+	double r = 0;
+	for (int k = 1; k <= 6; k++)
+		r += pow(0.6, k) * sin(0.31 * k * o + 0.5 * k) * cos(0.19 * k * c + 0.3 * k);
+	return r + 0.03 * sin(0.77 * o * c + 0.3 * o * o + 0.11 * c);
+}
+
+static void test_svd_init(void)
+{
+	FILE *f = fopen("tests/fixtures/svd_init.txt", "r");
+	int OC, IC, ranks[8], n = 0;
+	double fro, want[8];
+	if (!f || fscanf(f, "%*[^\n] %d %d fro %lf", &OC, &IC, &fro) != 3) {
+		CHECK(0, "svd_init_fixture", "tests/fixtures/svd_init.txt missing or unreadable");
+		if (f)
+			fclose(f);
+		return;
+	}
+	while (n < 8 && fscanf(f, "%d %lf", &ranks[n], &want[n]) == 2)
+		n++;
+	fclose(f);
+	/* two models of one source: blk.0.ffn_gate (hidden, dim) = (OC, IC) set to the formulas */
+	rl_config c = { .dim = IC, .hidden_dim = OC, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2, .head_dim = IC / 4,
+			.vocab_size = 300, .seq_len = 16, .rope_theta = 10000, .norm_eps = 1e-5, .tied_embeddings = 1 };
+	rl_model tm, sm;
+	if (n < 4 || rl_model_random(&c, "llama", 9, &tm) || rl_model_random(&c, "llama", 9, &sm)) {
+		CHECK(0, "svd_init_models", "%s", n < 4 ? "too few ranks in the fixture" : rl_err());
+		return;
+	}
+	int w = rl_model_tensor_index(&tm, "blk.0.ffn_gate.weight");
+	float *tw = tm.tensors[w].data, *sw = sm.tensors[w].data;
+	double *res = malloc((size_t)OC * IC * sizeof(double));
+	for (int o = 0; o < OC; o++)
+		for (int i = 0; i < IC; i++) {
+			tw[(size_t)o * IC + i] = (float)svd_teacher(o, i);
+			sw[(size_t)o * IC + i] = (float)((double)tw[(size_t)o * IC + i] - svd_residual(o, i));
+			res[(size_t)o * IC + i] = tw[(size_t)o * IC + i] - sw[(size_t)o * IC + i];
+		}
+	for (int j = 0; j < n; j++) {
+		rl_adapter a;
+		double kept = -1, err2 = 0, alpha = 3.0; /* alpha/r != 1: the scale is accounted for */
+		if (rl_adapter_new(&a, &sm, "blk.0.ffn_gate", ranks[j], alpha) ||
+		    rl_adapter_init_svd(&a, &sm, &tm, 1, &kept)) {
+			CHECK(0, "svd_init", "rank %d: %s", ranks[j], rl_err());
+			continue;
+		}
+		const rl_lora_target *g = &a.targets[0];
+		int r = a.rank;
+		for (int o = 0; o < OC; o++)
+			for (int i = 0; i < IC; i++) {
+				double ba = 0;
+				for (int k = 0; k < r; k++)
+					ba += (double)g->b[(size_t)o * r + k] * g->a[(size_t)k * IC + i];
+				double d = res[(size_t)o * IC + i] - alpha / r * ba;
+				err2 += d * d;
+			}
+		char name[64];
+		snprintf(name, sizeof name, "svd_init_rank%d_optimal", r);
+		CHECK(fabs(sqrt(err2) - want[j]) <= 1e-5 * fro, name,
+		      "||R - s.B.A|| = %.7g, numpy's best rank-%d error %.7g (||R|| %.5g)", sqrt(err2), r, want[j], fro);
+		snprintf(name, sizeof name, "svd_init_rank%d_captured", r);
+		CHECK(fabs(kept - (1 - want[j] * want[j] / (fro * fro))) < 1e-5, name, "reported share %.7f, expected %.7f",
+		      kept, 1 - want[j] * want[j] / (fro * fro));
+		rl_adapter_free(&a);
+	}
+	/* a teacher of another source is refused, naming the problem */
+	rl_adapter a;
+	tm.source[0] ^= 1;
+	int rc = rl_adapter_new(&a, &sm, "blk.0.ffn_gate", 2, 2.0) == 0 ? rl_adapter_init_svd(&a, &sm, &tm, 1, NULL) : 0;
+	CHECK(rc == -1 && strstr(rl_err(), "own teacher"), "svd_init_other_source", "returned %d: %s", rc, rl_err());
+	rl_adapter_free(&a);
+	free(res);
+	rl_model_free(&tm);
+	rl_model_free(&sm);
+}
+
 int main(void)
 {
 	rl_set_threads(1);
+	test_svd_init();
 	test_layers();
 	test_tiny("qwen3", RL_ROPE_HALF, 1, 1, "tiny_qwen3");
 	test_tiny("llama", RL_ROPE_INTERLEAVED, 0, 0, "tiny_llama");
