@@ -16,6 +16,7 @@
 #include "lora.h"
 #include "model.h"
 #include "optim.h"
+#include "parallel.h"
 #include "sample.h"
 #include "stream.h"
 #include "tool.h"
@@ -34,23 +35,94 @@ static void usage(FILE *f)
 		"to ADAPTER (atomically) or stdout.\n");
 }
 
+/* A sample's numbers live in the spool file (below); memory holds its place. */
 typedef struct {
 	uint64_t id;
 	int T, P;             /* tokens, prompt tokens */
+	off_t off;            /* of its data in the spool: tokens, top-k ids, logits, logsumexp */
+	int heldout;
+} sample;
+
+/* A sample's data, read back for a batch: pointers into the batch's buffer. */
+typedef struct {
 	int32_t *tok;         /* (T) */
 	int32_t *ids;         /* ((T-P) k) */
 	unsigned char *lg;    /* ((T-P) k) f16 or f32 */
 	float *lse;           /* (T-P) at the distillation temperature */
-	int heldout;
-} sample;
+} sample_data;
 
+/* The samples are spooled to an unlinked temporary file ($TMPDIR, else /tmp)
+ * as they are read and read back batch by batch, so that memory holds only
+ * what one batch needs, however many samples and epochs (10k samples of 256
+ * tokens with top-64 logits are about 1 GB; the page cache, not this
+ * process, keeps them). */
 typedef struct {
 	sample *s;
 	size_t n;
 	int V, k, f32;
 	char teacher[65];
 	double kd_temp;       /* of the stream's logsumexp_tau, 0 when none */
+	int fd;               /* the spool */
+	FILE *w;              /* writing it */
+	off_t end;
+	unsigned char *buf;   /* one batch's data */
+	size_t cap;
 } sample_set;
+
+static size_t sample_bytes(const sample_set *ss, const sample *s)
+{
+	size_t R = (size_t)(s->T - s->P), k = (size_t)ss->k;
+	return (size_t)s->T * 4 + R * k * 4 + R * k * (ss->f32 ? 4 : 2) + R * 4;
+}
+
+static void spool_open(sample_set *ss)
+{
+	const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char path[4096];
+	snprintf(path, sizeof path, "%s/distill-samples.XXXXXX", dir);
+	if ((ss->fd = mkstemp(path)) < 0)
+		err(1, "a temporary file for the samples in %s", dir);
+	unlink(path);
+	if (!(ss->w = fdopen(dup(ss->fd), "w")))
+		err(1, "a temporary file for the samples");
+}
+
+static void spool_write(sample_set *ss, const void *p, size_t n)
+{
+	if (n && fwrite(p, 1, n, ss->w) != n)
+		err(1, "writing the samples' temporary file");
+	ss->end += (off_t)n;
+}
+
+/* Reads the data of samples idx[0..n) into ss->buf; d[i] points into it. */
+static void load_batch(sample_set *ss, const size_t *idx, int n, sample_data *d)
+{
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += (sample_bytes(ss, &ss->s[idx[i]]) + 63) & ~(size_t)63;
+	if (total > ss->cap) {
+		free(ss->buf);
+		if (!(ss->buf = malloc(total)))
+			errx(1, "out of memory for a batch of samples (%zu bytes)", total);
+		ss->cap = total;
+	}
+	unsigned char *p = ss->buf;
+	for (int i = 0; i < n; i++) {
+		const sample *s = &ss->s[idx[i]];
+		size_t bytes = sample_bytes(ss, s), R = (size_t)(s->T - s->P), k = (size_t)ss->k;
+		for (size_t got = 0; got < bytes;) {
+			ssize_t r = pread(ss->fd, p + got, bytes - got, s->off + (off_t)got);
+			if (r <= 0)
+				err(1, "reading the samples' temporary file");
+			got += (size_t)r;
+		}
+		d[i].tok = (int32_t *)p;
+		d[i].ids = d[i].tok + s->T;
+		d[i].lg = (unsigned char *)(d[i].ids + R * k);
+		d[i].lse = (float *)(d[i].lg + R * k * (ss->f32 ? 4 : 2));
+		p += (bytes + 63) & ~(size_t)63;
+	}
+}
 
 static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig) { stop_signal = sig; }
@@ -81,16 +153,15 @@ static double parse_double(const char *opt, const char *s, double lo, double hi)
 	return v;
 }
 
-static void *dup_bytes(const void *p, size_t n)
+/* Element i of an unaligned array of little-endian int32 (a message's bin) */
+static int32_t get_i32(const void *p, size_t i)
 {
-	void *q = malloc(n ? n : 1);
-	if (!q)
-		errx(1, "out of memory holding the samples");
-	memcpy(q, p, n);
-	return q;
+	int32_t v;
+	memcpy(&v, (const unsigned char *)p + 4 * i, 4);
+	return v;
 }
 
-/* Reads every sample of the stream into memory, checking it belongs to m. */
+/* Reads every sample of the stream into the spool, checking it belongs to m. */
 static void read_samples(const char *path, const rl_model *m, double tau, sample_set *ss)
 {
 	rl_reader *r = rl_reader_open(path);
@@ -101,6 +172,7 @@ static void read_samples(const char *path, const rl_model *m, double tau, sample
 	size_t cap = 0;
 	uint32_t *seen = NULL, mark = 0;
 	memset(ss, 0, sizeof *ss);
+	spool_open(ss);
 	while ((got = rl_read(r, &msg)) > 0) {
 		if (msg.type == RL_MSG_HEADER) {
 			if (strcmp(rl_reader_kind(r), "samples"))
@@ -138,31 +210,37 @@ static void read_samples(const char *path, const rl_model *m, double tau, sample
 			d->id = s->id;
 			d->T = (int)s->ntokens;
 			d->P = (int)s->prompt_len;
-			d->tok = dup_bytes(s->tokens, (size_t)d->T * 4);
-			d->ids = dup_bytes(s->topk_ids, R * k * 4);
-			d->lg = dup_bytes(s->topk_logits, R * k * esz);
-			d->lse = dup_bytes(tau != 1 && ss->k < ss->V ? s->logsumexp_tau : s->logsumexp, R * 4);
-			for (size_t i = 0; i < (size_t)d->T; i++)
-				if (d->tok[i] < 0 || d->tok[i] >= ss->V)
+			d->off = ss->end;
+			for (size_t i = 0; i < (size_t)d->T; i++) {
+				int32_t tok = get_i32(s->tokens, i);
+				if (tok < 0 || tok >= ss->V)
 					errx(1, "%s: sample %llu: token %d is outside the vocabulary", rl_reader_name(r),
-					     (unsigned long long)d->id, d->tok[i]);
+					     (unsigned long long)d->id, tok);
+			}
 			/* each row's top-k ids distinct and in the vocabulary (the loss relies on it) */
 			if (!seen && !(seen = calloc((size_t)ss->V, sizeof *seen)))
 				errx(1, "out of memory");
 			for (size_t j = 0; j < R; j++) {
 				mark++;
 				for (size_t i = 0; i < k; i++) {
-					int32_t id = d->ids[j * k + i];
+					int32_t id = get_i32(s->topk_ids, j * k + i);
 					if (id < 0 || id >= ss->V || seen[id] == mark)
 						errx(1, "%s: sample %llu row %zu: top-k id %d is %s", rl_reader_name(r),
 						     (unsigned long long)d->id, j, id, id < 0 || id >= ss->V ? "outside the vocabulary" : "repeated");
 					seen[id] = mark;
 				}
 			}
+			spool_write(ss, s->tokens, (size_t)d->T * 4);
+			spool_write(ss, s->topk_ids, R * k * 4);
+			spool_write(ss, s->topk_logits, R * k * esz);
+			spool_write(ss, tau != 1 && ss->k < ss->V ? s->logsumexp_tau : s->logsumexp, R * 4);
 		}
 	}
 	if (got < 0)
 		errx(1, "%s: %s", rl_reader_name(r), rl_err());
+	if (fclose(ss->w))
+		err(1, "writing the samples' temporary file");
+	ss->w = NULL;
 	free(seen);
 	rl_reader_close(r);
 	if (ss->n == 0)
@@ -170,16 +248,16 @@ static void read_samples(const char *path, const rl_model *m, double tau, sample
 }
 
 /* The teacher's logits of one row as f32. */
-static void row_logits(const sample_set *ss, const sample *s, int j, float *out)
+static void row_logits(const sample_set *ss, const sample_data *d, int j, float *out)
 {
 	size_t k = (size_t)ss->k;
 	if (ss->f32) {
-		memcpy(out, s->lg + (size_t)j * k * 4, k * 4);
+		memcpy(out, d->lg + (size_t)j * k * 4, k * 4);
 		return;
 	}
 	for (size_t i = 0; i < k; i++) {
 		uint16_t h;
-		memcpy(&h, s->lg + ((size_t)j * k + i) * 2, 2);
+		memcpy(&h, d->lg + ((size_t)j * k + i) * 2, 2);
 		out[i] = rl_f16_to_f32(h);
 	}
 }
@@ -189,39 +267,117 @@ typedef struct {
 	size_t rows;
 } loss_sum;
 
+/* What a batch needs besides the samples, for up to n samples (allocated once). */
+typedef struct {
+	rl_seq *seqs;         /* (n) */
+	sample_data *d;       /* (n) */
+	size_t *row0;         /* (n) each sample's first row in the logits */
+	double *kl, *ce;      /* (n) each sample's summed loss */
+} batch_ws;
+
+static void batch_ws_init(batch_ws *w, size_t n)
+{
+	w->seqs = malloc(n * sizeof *w->seqs);
+	w->d = malloc(n * sizeof *w->d);
+	w->row0 = malloc(n * sizeof *w->row0);
+	w->kl = malloc(n * sizeof *w->kl);
+	w->ce = malloc(n * sizeof *w->ce);
+	if (!w->seqs || !w->d || !w->row0 || !w->kl || !w->ce)
+		errx(1, "out of memory");
+}
+
+static void batch_ws_free(batch_ws *w)
+{
+	free(w->seqs);
+	free(w->d);
+	free(w->row0);
+	free(w->kl);
+	free(w->ce);
+}
+
+typedef struct {
+	const sample_set *ss;
+	const size_t *idx;
+	const batch_ws *w;
+	float *logits;        /* (N, V) replaced by their gradient when train */
+	int train;
+	double tau;
+	int with_ce;
+	float wkl, wce;
+	int fail;
+} loss_job;
+
+/* The loss (and gradient) of samples [b, e) of the batch: the rows are
+ * independent, so the threads split them by sample; each sample's sums are
+ * kept apart and added in order after, the same for any thread count. */
+static void loss_part(void *arg, int64_t b, int64_t e)
+{
+	loss_job *j = arg;
+	const sample_set *ss = j->ss;
+	size_t V = (size_t)ss->V, k = (size_t)ss->k;
+	float *tl = malloc(k * sizeof *tl), *scratch = malloc(2 * V * sizeof *scratch), *z = scratch + V;
+	if (!tl || !scratch) {
+		j->fail = 1;
+		b = e;
+	}
+	for (int64_t i = b; i < e; i++) {
+		const sample *s = &ss->s[j->idx[i]];
+		const sample_data *d = &j->w->d[i];
+		double kl = 0, ce = 0;
+		if (j->train) /* the prompt's rows are not in the loss: a zero gradient */
+			memset(j->logits + j->w->row0[i] * V, 0, (size_t)(s->P - 1) * V * sizeof(float));
+		for (int r = 0; r < s->T - s->P; r++) {
+			/* the row's logits copied out; its gradient takes their place */
+			size_t at = j->w->row0[i] + (size_t)(s->P - 1 + r);
+			float *dz = j->train ? j->logits + at * V : NULL;
+			memcpy(z, j->logits + at * V, V * sizeof *z);
+			if (dz)
+				memset(dz, 0, V * sizeof *dz);
+			row_logits(ss, d, r, tl);
+			float lse = d->lse[r];
+			if (j->tau != 1 && ss->k == ss->V) /* every logit is here: the logsumexp at tau exactly */
+				lse = rl_logsumexp_scaled(tl, ss->k, (float)(1.0 / j->tau));
+			kl += rl_kl_topk_tail(z, ss->V, ss->k, d->ids + (size_t)r * k, tl, lse, (float)j->tau, j->wkl, dz,
+					      scratch);
+			if (j->with_ce)
+				ce += rl_cross_entropy(z, ss->V, d->tok[s->P + r], j->wce, j->wce > 0 ? dz : NULL);
+		}
+		j->w->kl[i] = kl;
+		j->w->ce[i] = ce;
+	}
+	free(tl);
+	free(scratch);
+}
+
 /* Runs the samples idx[0..n) through the student as one batch; adds the loss
  * (and, when train, its gradient at weight 1/step_rows per row) to *ls. The
  * full-vocabulary logsumexp at tau comes from the stream, or is computed when
  * the stream holds every logit. */
-static int run_batch(rl_train *t, const sample_set *ss, const size_t *idx, int n, double tau, double ce_mix,
-		     double step_rows, int train, rl_seq *seqs, float *tl, float *scratch, loss_sum *ls)
+static int run_batch(rl_train *t, sample_set *ss, const size_t *idx, int n, double tau, double ce_mix,
+		     double step_rows, int train, batch_ws *w, loss_sum *ls)
 {
+	load_batch(ss, idx, n, w->d);
+	size_t row = 0;
 	for (int i = 0; i < n; i++) {
 		const sample *s = &ss->s[idx[i]];
-		seqs[i] = (rl_seq){ .slot = 0, .pos0 = 0, .ntok = s->T - 1, .tokens = s->tok };
-	}
-	if (rl_train_forward(t, n, seqs))
-		return -1;
-	const float *logits = rl_train_logits(t);
-	float *dz = train ? rl_train_dlogits(t) : NULL;
-	size_t row = 0, V = (size_t)ss->V;
-	float wkl = (float)((1 - ce_mix) / step_rows), wce = (float)(ce_mix / step_rows);
-	for (int i = 0; i < n; i++) {
-		const sample *s = &ss->s[idx[i]];
-		for (int j = 0; j < s->T - s->P; j++) {
-			size_t at = row + (size_t)(s->P - 1 + j);
-			const float *z = logits + at * V;
-			row_logits(ss, s, j, tl);
-			float lse = s->lse[j];
-			if (tau != 1 && ss->k == ss->V) /* every logit is here: the logsumexp at tau exactly */
-				lse = rl_logsumexp_scaled(tl, ss->k, (float)(1.0 / tau));
-			ls->kl += rl_kl_topk_tail(z, ss->V, ss->k, s->ids + (size_t)j * ss->k, tl, lse, (float)tau,
-						  wkl, dz ? dz + at * V : NULL, scratch);
-			if (ce_mix > 0 || !train)
-				ls->ce += rl_cross_entropy(z, ss->V, s->tok[s->P + j], wce, dz && ce_mix > 0 ? dz + at * V : NULL);
-			ls->rows++;
-		}
+		w->seqs[i] = (rl_seq){ .slot = 0, .pos0 = 0, .ntok = s->T - 1, .tokens = w->d[i].tok };
+		w->row0[i] = row;
 		row += (size_t)(s->T - 1);
+	}
+	if (rl_train_forward(t, n, w->seqs))
+		return -1;
+	loss_job j = { ss, idx, w, rl_train_logits(t), train, tau, ce_mix > 0 || !train,
+		       (float)((1 - ce_mix) / step_rows), train ? (float)(ce_mix / step_rows) : 0.0f, 0 };
+	rl_parallel_for(n, 1, loss_part, &j);
+	if (j.fail) {
+		rl_seterr("out of memory");
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		const sample *s = &ss->s[idx[i]];
+		ls->kl += w->kl[i];
+		ls->ce += w->ce[i];
+		ls->rows += (size_t)(s->T - s->P);
 	}
 	return train ? rl_train_backward(t) : 0;
 }
@@ -272,15 +428,15 @@ static size_t pack(const sample_set *ss, const size_t *order, size_t n, long bat
 }
 
 /* The held-out samples' mean KL and cross-entropy, in batches of up to max_tokens. */
-static loss_sum heldout_loss(rl_train *t, const sample_set *ss, const size_t *held, size_t nh, size_t max_tokens,
-			     double tau, rl_seq *seqs, float *tl, float *scratch)
+static loss_sum heldout_loss(rl_train *t, sample_set *ss, const size_t *held, size_t nh, size_t max_tokens,
+			     double tau, batch_ws *w)
 {
 	loss_sum h = { 0 };
 	for (size_t i = 0; i < nh;) {
 		size_t j = i, tok = 0;
 		while (j < nh && (j == i || tok + (size_t)ss->s[held[j]].T - 1 <= max_tokens))
 			tok += (size_t)ss->s[held[j++]].T - 1;
-		if (run_batch(t, ss, held + i, (int)(j - i), tau, 0, 1, 0, seqs, tl, scratch, &h))
+		if (run_batch(t, ss, held + i, (int)(j - i), tau, 0, 1, 0, w, &h))
 			errx(1, "held-out evaluation: %s", rl_err());
 		i = j;
 	}
@@ -532,9 +688,9 @@ int main(int argc, char **argv)
 	/* the schedule: every epoch's micro-batches, accum to a step */
 	size_t *order = malloc(ss.n * sizeof *order), *starts = malloc((ss.n + 1) * sizeof *starts);
 	size_t *held = malloc((nheld + 1) * sizeof *held), nh = 0;
-	rl_seq *seqs = malloc(ss.n * sizeof *seqs);
-	float *tl = malloc((size_t)ss.k * sizeof *tl), *scratch = malloc((size_t)ss.V * sizeof *scratch);
-	if (!order || !starts || !held || !seqs || !tl || !scratch)
+	batch_ws bw;
+	batch_ws_init(&bw, ss.n);
+	if (!order || !starts || !held)
 		errx(1, "out of memory");
 	for (size_t i = 0; i < ss.n; i++)
 		if (ss.s[i].heldout)
@@ -553,9 +709,15 @@ int main(int argc, char **argv)
 		"(%zu held out), top-%d, tau %g; %llu steps over %ld epochs\n", m.origin, a.ntargets, rank, alpha,
 		a.nparams, 100.0 * (double)a.nparams / model_params(&m), ss.n, nheld, ss.k, tau,
 		(unsigned long long)total, epochs);
+	size_t wbytes = 0;
+	for (int i = 0; i < m.ntensors; i++)
+		wbytes += m.tensors[i].bytes;
+	fprintf(stderr, "distill: memory: student weights %.1f MB, saved activations %.1f MB, adapter with its gradient and "
+		"AdamW state %.1f MB, other workspace %.1f MB\n", wbytes / 1e6, rl_train_activation_bytes(t) / 1e6,
+		4.0 * sizeof(float) * (double)a.nparams / 1e6, rl_train_scratch_bytes(t) / 1e6);
 
 	if (eval_every && nheld && step == 0) {
-		loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, seqs, tl, scratch);
+		loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, &bw);
 		fprintf(stderr, "distill: step 0/%llu: held-out KL %.4f, CE %.4f over %zu positions\n",
 			(unsigned long long)total, h.kl / (double)h.rows, h.ce / (double)h.rows, h.rows);
 	}
@@ -576,7 +738,7 @@ int main(int argc, char **argv)
 			rl_train_zero_grad(t);
 			for (size_t b = b0; b < b1; b++)
 				if (run_batch(t, &ss, order + starts[b], (int)(starts[b + 1] - starts[b]), tau, ce_mix, rows, 1,
-					      seqs, tl, scratch, &ls))
+					      &bw, &ls))
 					errx(1, "step %llu: %s", (unsigned long long)step + 1, rl_err());
 			double norm = rl_clip_grad_norm(rl_train_grad(t), a.nparams, clip);
 			if (!isfinite(ls.kl) || !isfinite(norm))
@@ -590,7 +752,7 @@ int main(int argc, char **argv)
 				tokens += (uint64_t)ss.s[order[i]].T - 1;
 			last_kl = ls.kl / (double)ls.rows;
 			if (eval_every && nheld && (step % (uint64_t)eval_every == 0 || step == total)) {
-				loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, seqs, tl, scratch);
+				loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, &bw);
 				fprintf(stderr, "%sdistill: step %llu/%llu: held-out KL %.4f, CE %.4f over %zu positions\n",
 					tty ? "\r" : "", (unsigned long long)step, (unsigned long long)total,
 					h.kl / (double)h.rows, h.ce / (double)h.rows, h.rows);
@@ -631,19 +793,13 @@ int main(int argc, char **argv)
 	fprintf(stderr, "distill: %llu steps, %llu tokens in %.1f s (%.0f tokens/s); last train KL %.4f -> %s\n",
 		(unsigned long long)step, (unsigned long long)tokens, el, (double)tokens / (el + 1e-9), last_kl,
 		out ? out : "stdout");
-	for (size_t i = 0; i < ss.n; i++) {
-		free(ss.s[i].tok);
-		free(ss.s[i].ids);
-		free(ss.s[i].lg);
-		free(ss.s[i].lse);
-	}
 	free(ss.s);
+	free(ss.buf);
+	close(ss.fd);
 	free(order);
 	free(starts);
 	free(held);
-	free(seqs);
-	free(tl);
-	free(scratch);
+	batch_ws_free(&bw);
 	rl_adamw_free(&opt);
 	rl_train_free(t);
 	rl_adapter_free(&a);

@@ -63,7 +63,6 @@ struct rl_train {
 	float *dres, *dxb, *tmpc; /* (N, C) */
 	float *dq, *dk, *dv, *dqr, *dkr, *datty; /* (N, H*D) (N, KH*D) x2, (N, H*D) (N, KH*D), (N, H*D) */
 	float *dgate, *dup, *dhb; /* (N, F) */
-	float *dlogits;      /* (N, V) */
 	float *dlt;          /* (N, r) */
 	float *grad;         /* (nparams) */
 	float *rope_cos, *rope_sin; /* (ctx, D/2) */
@@ -111,6 +110,12 @@ void rl_train_free(rl_train *t)
 size_t rl_train_activation_bytes(const rl_train *t)
 {
 	return t->nact * sizeof(float);
+}
+
+size_t rl_train_scratch_bytes(const rl_train *t)
+{
+	return (t->nscr + (size_t)t->lanes_cap * t->lane_floats) * sizeof(float) +
+	       3 * (size_t)t->max_tokens * sizeof(int);
 }
 
 rl_train *rl_train_new(const rl_model *m, const rl_adapter *a, int max_tokens, int ctx)
@@ -164,7 +169,7 @@ rl_train *rl_train_new(const rl_model *m, const rl_adapter *a, int max_tokens, i
 	carve scr[] = {
 		{ &t->dres, N * C }, { &t->dxb, N * C }, { &t->tmpc, N * C }, { &t->dq, N * QD }, { &t->dk, N * KD },
 		{ &t->dv, N * KD }, { &t->dqr, N * QD }, { &t->dkr, N * KD }, { &t->datty, N * QD },
-		{ &t->dgate, N * F }, { &t->dup, N * F }, { &t->dhb, N * F }, { &t->dlogits, N * V }, { &t->dlt, N * r },
+		{ &t->dgate, N * F }, { &t->dup, N * F }, { &t->dhb, N * F }, { &t->dlt, N * r },
 		{ &t->grad, a->nparams },
 		{ &t->rope_cos, (size_t)ctx * half }, { &t->rope_sin, (size_t)ctx * half },
 	};
@@ -189,7 +194,6 @@ oom:
 }
 
 float *rl_train_logits(rl_train *t) { return t->logits; }
-float *rl_train_dlogits(rl_train *t) { return t->dlogits; }
 float *rl_train_grad(rl_train *t) { return t->grad; }
 const float *rl_train_dinput(const rl_train *t) { return t->dres; }
 
@@ -726,7 +730,6 @@ static void forward_lane(rl_train *t, const lane *ln)
 	float *xbf = t->xbf + n0 * C;
 	rl_rmsnorm_forward(xbf, t->rstdf + n0, t->res + ((size_t)L * MN + n0) * C, m->output_norm->data, N, C, eps);
 	linear_forward(t, ln, t->logits + n0 * V, xbf, m->output, NULL);
-	memset(t->dlogits + n0 * V, 0, (size_t)N * V * sizeof(float));
 }
 
 static void backward_lane(rl_train *t, const lane *ln)
@@ -744,7 +747,7 @@ static void backward_lane(rl_train *t, const lane *ln)
 	memset(ln->grad, 0, t->a->nparams * sizeof(float));
 	memset(dres, 0, NC * sizeof(float));
 	memset(dxb, 0, NC * sizeof(float));
-	linear_backward(t, ln, dxb, t->dlogits + n0 * V, t->xbf + n0 * C, m->output);
+	linear_backward(t, ln, dxb, t->logits + n0 * V, t->xbf + n0 * C, m->output); /* holding d logits */
 	rl_rmsnorm_backward(dres, dxb, t->res + ((size_t)L * MN + n0) * C, m->output_norm->data, t->rstdf + n0, N, C);
 	for (int l = L - 1; l >= 0; l--) {
 		const rl_layer *ly = &m->layers[l];

@@ -25,20 +25,26 @@ typedef struct rl_train rl_train;
  * rl_train_free frees. NULL after rl_seterr. */
 rl_train *rl_train_new(const rl_model *m, const rl_adapter *a, int max_tokens, int ctx);
 void rl_train_free(rl_train *t);
-/* Bytes of saved activations and of scratch and gradients (for reports). */
+/* Bytes of the saved activations (logits included), and of everything else
+ * the workspace holds: gradient scratch, the adapter's gradient, each
+ * thread's lane (for reports). */
 size_t rl_train_activation_bytes(const rl_train *t);
+size_t rl_train_scratch_bytes(const rl_train *t);
 
 /* Runs nseq sequences (each from position 0, attending within itself, as the
  * batched forward of model.h) and keeps what the backward needs. Returns 0 or
  * -1 after rl_seterr. The logits (N, V) are rl_train_logits's until the next
  * forward. */
 int rl_train_forward(rl_train *t, int nseq, const rl_seq *seqs);
-float *rl_train_logits(rl_train *t);   /* (N, V) */
-/* The gradient of the loss with respect to the logits, (N, V), for the caller
- * to fill (e.g. with rl_kl_topk_tail) after a forward; zeroed by each forward. */
-float *rl_train_dlogits(rl_train *t);
+/* The logits (N, V), and the place of their gradient: after a forward, the
+ * caller replaces each row by the gradient of the loss with respect to it
+ * (reading the row first, e.g. into a copy; rl_kl_topk_tail then adds into
+ * the zeroed row), then calls rl_train_backward. One (N, V) block instead of
+ * two: with a large vocabulary it is most of the workspace. */
+float *rl_train_logits(rl_train *t);
 /* Adds the gradient of the loss with respect to A and B of every target to the
- * gradient block (laid out as the adapter's params). */
+ * gradient block (laid out as the adapter's params), from the gradient with
+ * respect to the logits left in rl_train_logits. */
 int rl_train_backward(rl_train *t);
 float *rl_train_grad(rl_train *t);     /* (a->nparams) */
 void rl_train_zero_grad(rl_train *t);

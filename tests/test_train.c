@@ -248,25 +248,28 @@ typedef struct {
 	const int32_t *target;   /* (N) */
 	float tau, w_ce;
 	int N;
-	float *scratch;          /* (V) */
+	float *scratch;          /* (2 V) */
 } batch;
 
-/* mean over positions of (1 - w_ce) tau^2 KL + w_ce CE; with_grad fills dlogits */
+/* mean over positions of (1 - w_ce) tau^2 KL + w_ce CE; with_grad puts its
+ * gradient in place of the logits (scratch holds a row's logits meanwhile) */
 static double batch_loss(batch *b, int with_grad)
 {
 	if (rl_train_forward(b->t, b->nseq, b->seqs))
 		return NAN;
 	int V = b->m->cfg.vocab_size;
-	float *z = rl_train_logits(b->t), *dz = with_grad ? rl_train_dlogits(b->t) : NULL;
+	float *logits = rl_train_logits(b->t), *z = b->scratch + V;
 	double loss = 0;
 	for (int n = 0; n < b->N; n++) {
-		float s = 1.0f / (float)b->N;
+		float s = 1.0f / (float)b->N, *dz = with_grad ? logits + (size_t)n * V : NULL;
+		memcpy(z, logits + (size_t)n * V, (size_t)V * sizeof(float));
+		if (dz)
+			memset(dz, 0, (size_t)V * sizeof(float));
 		loss += (1 - b->w_ce) * b->tau * b->tau *
-			rl_kl_topk_tail(z + (size_t)n * V, V, b->k, b->ids + (size_t)n * b->k, b->tl + (size_t)n * b->k,
-					b->lse[n], b->tau, (1 - b->w_ce) * s, dz ? dz + (size_t)n * V : NULL, b->scratch);
+			rl_kl_topk_tail(z, V, b->k, b->ids + (size_t)n * b->k, b->tl + (size_t)n * b->k, b->lse[n], b->tau,
+					(1 - b->w_ce) * s, dz, b->scratch);
 		if (b->w_ce > 0)
-			loss += b->w_ce * rl_cross_entropy(z + (size_t)n * V, V, b->target[n], b->w_ce * s,
-							   dz ? dz + (size_t)n * V : NULL);
+			loss += b->w_ce * rl_cross_entropy(z, V, b->target[n], b->w_ce * s, dz);
 	}
 	return loss / b->N;
 }
@@ -332,7 +335,7 @@ static void test_tiny(const char *arch, rl_rope_style rope, int qk_norm, int qkv
 	for (int i = 0; i < N; i++)
 		target[i] = (i * 5 + 1) % c.vocab_size;
 	rl_train *t = rl_train_new(&m, &a, N, 8);
-	float scr[300];
+	float scr[600];
 	batch b = { t, &m, 2, seqs, K, ids, tl, lse, target, 2.0f, 0.3f, N, scr };
 	if (!t || isnan(batch_loss(&b, 1)) || rl_train_backward(t)) {
 		CHECK(0, name, "%s", rl_err());
@@ -481,7 +484,7 @@ static void test_pytorch(const char *bin)
 	for (int s = 0, off = 0; s < nseq; off += lens[s], s++)
 		seqs[s] = (rl_seq){ .ntok = lens[s], .tokens = tokens + off };
 	rl_train *t = rl_train_new(&m, &a, N, 32);
-	float *scr = malloc((size_t)V * sizeof(float));
+	float *scr = malloc((size_t)2 * V * sizeof(float));
 	batch b = { t, &m, nseq, seqs, K, ids, tl, lse, target, hf[1], hf[2], N, scr };
 	double loss = t ? batch_loss(&b, 1) : NAN;
 	if (!t || isnan(loss) || rl_train_backward(t)) {
@@ -490,7 +493,9 @@ static void test_pytorch(const char *bin)
 	}
 	CHECK(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "pytorch_loss", "loss %.8f, PyTorch %.8f", loss,
 	      ref_loss);
-	/* the training forward gives the runtime's logits for the same unmerged adapter */
+	/* the training forward gives the runtime's logits for the same unmerged adapter
+	 * (a forward again: the backward's gradient took the logits' place) */
+	rl_train_forward(t, nseq, seqs);
 	rl_adapter a2;
 	float *z = malloc((size_t)lens[0] * V * sizeof(float));
 	rl_forward *fw = NULL;
