@@ -881,8 +881,8 @@ int rl_adapter_read_gguf(const char *path, const rl_model *m, int flags, rl_adap
 		alpha = rank;
 	if (rl_adapter_alloc(a, m, idx, n, rank, alpha))
 		goto done;
-	if (!(flags & RL_ADAPTER_ANY_BASE) && ((!rc1 && strcmp(content, a->base_content)) ||
-					       (!rc2 && strcmp(source, a->base_source)))) {
+	a->forced = (!rc1 && strcmp(content, a->base_content)) || (!rc2 && strcmp(source, a->base_source));
+	if (a->forced && !(flags & RL_ADAPTER_ANY_BASE)) {
 		rl_seterr("%s: trained on the model of content %.12s (source %.12s), but %s has content %.12s (source %.12s)",
 			  path, rc1 ? "?" : content, rc2 ? "?" : source, m->origin, a->base_content, a->base_source);
 		goto done;

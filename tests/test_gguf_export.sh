@@ -10,6 +10,62 @@
 # the npm packages into build/npm (LONG=1 adds node-llama-cpp).
 . "$(dirname "$0")/lib.sh"
 NM=$TOP/build/npm/node_modules
+DEV=$SHARED/data/tinystories/dev.txt
+
+# ---- lora-merge --gguf / --gguf-lora: the tool's side ----
+printf '{"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 256}' > "$TMP/k.json"
+printf 'Once upon a time there was a cat.\n\nThe dog ran to the park and played with a ball.\n' > "$TMP/text.txt"
+"$BIN/qpack" --random "$TMP/k.json" --seed 5 -p 'q4_K;ffn_gate,ffn_up=q2_K' -o "$TMP/k.msgpack" 2>/dev/null
+check gguf_tool_kquants "$BIN/lora-merge" --gguf "$TMP/k.gguf" "$TMP/k.msgpack"
+# the same scores through our reader: the same weights (HF-style rotate-half
+# q/k rows went out permuted for llama.cpp, so only the rounding may differ)
+nll() { grep "\"model\":\"$1\"" "$2" | grep '"metric":"nll"' | sed 's/.*"value":\([^,]*\),.*/\1/'; }
+"$BIN/evalrun" --json --task "ppl:$TMP/text.txt" "$TMP/k.msgpack" "$TMP/k.gguf" > "$TMP/k.out" 2>"$TMP/k.err"
+a=$(nll "$TMP/k.msgpack" "$TMP/k.out") b=$(nll "$TMP/k.gguf" "$TMP/k.out")
+if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }'; then
+	pass gguf_tool_kquants_same_nll
+else
+	fail gguf_tool_kquants_same_nll "nll stream '$a', GGUF '$b': $(head -c 200 "$TMP/k.err")"; fi
+STORIES=$SHARED/models/stories260K/stories260K.bin
+if [ -f "$STORIES" ]; then
+	"$BIN/qpack" -p f32 -o "$TMP/t.msgpack" "$STORIES" 2>/dev/null
+	"$BIN/qpack" -q rtn -o "$TMP/s.msgpack" "$TMP/t.msgpack" 2>/dev/null
+	"$BIN/teacher-gen" -n 8 --max-len 32 -o "$TMP/samples.msgpack" "$TMP/t.msgpack" 2>/dev/null
+	"$BIN/distill" -r 4 --epochs 1 --samples "$TMP/samples.msgpack" -o "$TMP/a.msgpack" "$TMP/s.msgpack" 2>/dev/null
+	check gguf_tool_student "$BIN/lora-merge" --gguf "$TMP/s.gguf" --gguf-lora "$TMP/a.gguf" "$TMP/s.msgpack" "$TMP/a.msgpack"
+	check gguf_tool_student_f16 "$BIN/lora-merge" --gguf "$TMP/s16.gguf" --gguf-float f16 "$TMP/s.msgpack+$TMP/a.msgpack"
+	"$BIN/evalrun" --json --task "ppl:$TMP/text.txt" "$TMP/s.msgpack+$TMP/a.msgpack" "$TMP/s.gguf+$TMP/a.gguf" \
+		"$TMP/s16.gguf" "$TMP/s.msgpack" > "$TMP/s.out" 2>"$TMP/s.err"
+	a=$(nll "$TMP/s.msgpack+$TMP/a.msgpack" "$TMP/s.out") b=$(nll "$TMP/s.gguf+$TMP/a.gguf" "$TMP/s.out")
+	c=$(nll "$TMP/s16.gguf" "$TMP/s.out") d=$(nll "$TMP/s.msgpack" "$TMP/s.out")
+	# group formats exported as f32 hold the same values; only the order of the arithmetic may differ
+	if [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { d = a - b; exit !(d < 1e-4 && d > -1e-4) }'; then
+		pass gguf_tool_student_adapter_nll
+	else
+		fail gguf_tool_student_adapter_nll "nll stream+adapter '$a', GGUF+adapter '$b': $(head -c 200 "$TMP/s.err")"
+	fi
+	if [ -n "$c" ] && [ -n "$d" ] && [ "$c" != "$a" ] && awk -v a="$c" -v b="$d" 'BEGIN { d = a - b; exit !(d < 0.05 && d > -0.05) }'; then
+		pass gguf_tool_student_f16_nll
+	else
+		fail gguf_tool_student_f16_nll "nll f16 GGUF '$c', student '$d' (within 0.05)"
+	fi
+	# bad input: unwritable, a bad float, no adapter for --gguf-lora; nothing left behind
+	expect_fail gguf_tool_unwritable "$TMP/nodir/x.gguf" "$BIN/lora-merge" --gguf "$TMP/nodir/x.gguf" "$TMP/s.msgpack"
+	"$BIN/lora-merge" --gguf "$TMP/x.gguf" --gguf-float q4 "$TMP/s.msgpack" 2>/dev/null
+	if [ $? -eq 2 ]; then pass gguf_tool_bad_float; else fail gguf_tool_bad_float "--gguf-float q4 is not a usage error"; fi
+	no_output gguf_tool_bad_float_nothing_left "$TMP/x.gguf"
+	expect_fail gguf_tool_lora_without_adapter 'no adapter for --gguf-lora' \
+		"$BIN/lora-merge" --gguf-lora "$TMP/y.gguf" "$TMP/s.msgpack"
+	no_output gguf_tool_lora_without_adapter_nothing_left "$TMP/y.gguf"
+	# an adapter for another model is refused, and no file appears
+	"$BIN/qpack" -q rtn -p q8 -o "$TMP/other.msgpack" "$TMP/t.msgpack" 2>/dev/null
+	expect_fail gguf_tool_other_model 'trained on' "$BIN/lora-merge" --gguf-lora "$TMP/z.gguf" "$TMP/other.msgpack" "$TMP/a.msgpack"
+	no_output gguf_tool_other_model_nothing_left "$TMP/z.gguf"
+else
+	skip gguf_tool_student "no $STORIES"
+fi
+
+# ---- parsers we did not write ----
 if ! command -v node >/dev/null 2>&1; then
 	skip gguf_export_parser "node is not installed (make deps installs Node.js and npm)"
 	t_done
@@ -68,6 +124,12 @@ gcheck gguf_export_hf_qwen3 "$K/hf_qwen3.gguf" general.architecture=qwen3 qwen3.
 	'!tensor:output.weight'
 gcheck gguf_export_hf_qwen3_lora "$K/gguf_write_hf_qwen3.lora.gguf" general.architecture=qwen3 general.type=adapter \
 	adapter.type=lora tensor:blk.0.attn_q.weight.lora_b=F32:4x32 tensor:blk.1.ffn_gate.weight.lora_a=F32:16x4
+if [ -f "$TMP/a.gguf" ]; then # lora-merge's own output: the default W4/W2 student (q4g32, q2g32) and its adapter
+	gcheck gguf_export_tool_student "$TMP/s.gguf" general.architecture=llama llama.block_count=5 filetype=F32 \
+		tensor:blk.0.ffn_gate.weight=F32:64x172 tensor:token_embd.weight=F32:64x512
+	gcheck gguf_export_tool_adapter "$TMP/a.gguf" general.type=adapter adapter.type=lora adapter.lora.alpha=4 \
+		ntensors=20 tensor:blk.4.ffn_up.weight.lora_a=F32:64x4 tensor:blk.4.ffn_up.weight.lora_b=F32:4x172
+fi
 
 # llama.cpp runs them: logits within its own arithmetic of ours (f32 weights
 # 1e-2; k-quants 5e-2, as llama.cpp rounds activations to 8 bits for them)

@@ -590,7 +590,7 @@ static void check_bad(void)
 	rc = rl_adapter_read(tmp("ok.gguf"), &same, 0, &r);
 	CHECK(rc == -1 && strstr(rl_err(), "trained on"), "gguf_read_adapter_identity", "rc %d: %s", rc, rl_err());
 	rc = rl_adapter_read(tmp("ok.gguf"), &same, RL_ADAPTER_ANY_BASE, &r);
-	CHECK(rc == 0, "gguf_read_adapter_any_base", "%s", rl_err());
+	CHECK(rc == 0 && r.forced, "gguf_read_adapter_any_base", "%s", rc ? rl_err() : "not marked forced");
 	if (rc == 0)
 		rl_adapter_free(&r);
 	/* another architecture */
