@@ -77,7 +77,7 @@ fuzz:
 	@SHARED=$(abspath ../shared) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh build/fuzz $(FUZZ_SRC)
 
 check-long:
-	@sh .ci/deps.sh
+	@LONG=1 sh .ci/deps.sh
 	@$(MAKE) --no-print-directory all $(TEST_C)
 	@LONG=1 sh tests/run.sh $(TEST_C) $(TEST_SH)
 

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "eval.h"
+#include "gguf.h"
 #include "json.h"
 #include "lora.h"
 #include "model.h"
@@ -32,9 +33,12 @@ static void usage(FILE *f)
 		"usage: lora-merge [-o FILE] [-p POLICY [-q rtn|mse] [--check TEXT]] [--force] [-t N] MODEL [ADAPTER]\n"
 		"       lora-merge --pack OUT.tar [--results FILE] [--force] MODEL [ADAPTER]\n"
 		"       lora-merge --verify PACK\n"
+		"       lora-merge [--gguf OUT.gguf [--gguf-float f32|f16]] [--gguf-lora OUT.gguf] MODEL [ADAPTER]\n"
 		"MODEL is any model argument (a stream, pack, llama2.c .bin, HF directory, GGUF\n"
 		"file; MODEL+ADAPTER). Without --pack, writes the merged model stream to FILE\n"
-		"(atomically) or stdout; -p re-quantizes it, and says what that costs.\n");
+		"(atomically) or stdout; -p re-quantizes it, and says what that costs.\n"
+		"--gguf writes the model as stored (unmerged) and --gguf-lora the adapter as\n"
+		"GGUF files for llama.cpp.\n");
 }
 
 static void fail(const char *what)
@@ -292,14 +296,17 @@ int main(int argc, char **argv)
 {
 	rl_tool_init();
 	const char *out = NULL, *policy = NULL, *method = "mse", *check = NULL, *pack = NULL, *results = NULL;
-	const char *verify_path = NULL;
+	const char *verify_path = NULL, *gguf = NULL, *gguf_lora = NULL;
 	int force = 0, threads = 0;
-	enum { O_CHECK = 256, O_PACK, O_RESULTS, O_VERIFY, O_FORCE };
+	rl_gguf_write_opts gopts = { RL_F32, NULL };
+	enum { O_CHECK = 256, O_PACK, O_RESULTS, O_VERIFY, O_FORCE, O_GGUF, O_GGUF_FLOAT, O_GGUF_LORA };
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' }, { "policy", required_argument, NULL, 'p' },
 		{ "quantizer", required_argument, NULL, 'q' }, { "check", required_argument, NULL, O_CHECK },
 		{ "pack", required_argument, NULL, O_PACK }, { "results", required_argument, NULL, O_RESULTS },
 		{ "verify", required_argument, NULL, O_VERIFY }, { "force", no_argument, NULL, O_FORCE },
+		{ "gguf", required_argument, NULL, O_GGUF }, { "gguf-float", required_argument, NULL, O_GGUF_FLOAT },
+		{ "gguf-lora", required_argument, NULL, O_GGUF_LORA },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -317,6 +324,13 @@ int main(int argc, char **argv)
 		case O_RESULTS: results = optarg; break;
 		case O_VERIFY: verify_path = optarg; break;
 		case O_FORCE: force = 1; break;
+		case O_GGUF: gguf = optarg; break;
+		case O_GGUF_LORA: gguf_lora = optarg; break;
+		case O_GGUF_FLOAT:
+			if (strcmp(optarg, "f32") && strcmp(optarg, "f16"))
+				errx(2, "--gguf-float %s: f32 or f16", optarg);
+			gopts.other = strcmp(optarg, "f16") ? RL_F32 : RL_F16;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -324,7 +338,7 @@ int main(int argc, char **argv)
 	int nargs = argc - optind;
 	rl_set_threads(threads);
 	if (verify_path) {
-		if (nargs || out || pack || policy)
+		if (nargs || out || pack || policy || gguf || gguf_lora)
 			errx(2, "--verify takes a pack and nothing else");
 		return verify(verify_path);
 	}
@@ -336,7 +350,9 @@ int main(int argc, char **argv)
 		errx(2, "--check and -q go with -p (re-quantizing the merged model)");
 	if (results && !pack)
 		errx(2, "--results goes with --pack");
-	int merged_out = out || !pack;
+	if (gopts.other != RL_F32 && !gguf)
+		errx(2, "--gguf-float goes with --gguf");
+	int merged_out = out || (!pack && !gguf && !gguf_lora);
 	if (merged_out && !out && isatty(1))
 		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
 	rl_requant rq = { 0 };
@@ -368,7 +384,23 @@ int main(int argc, char **argv)
 		if (rl_model_attach_adapter(&m, &a))
 			fail(NULL);
 	}
-	if (!m.adapter)
+	/* GGUF for llama.cpp: the model as stored (before any merge) and the adapter */
+	if (gguf) {
+		if (rl_gguf_write_model(&m, gguf, &gopts))
+			fail("--gguf");
+		fprintf(stderr, "lora-merge: %s: %s as GGUF (weights without a ggml type as %s)\n", gguf, m.origin,
+			rl_dtypes[gopts.other].name);
+	}
+	if (gguf_lora && !m.adapter)
+		errx(1, "%s: no adapter for --gguf-lora: give one (MODEL ADAPTER, MODEL+ADAPTER or a recovery pack)",
+		     model_arg);
+	if (gguf_lora) {
+		if (rl_gguf_write_adapter(m.adapter, &m, gguf_lora))
+			fail("--gguf-lora");
+		fprintf(stderr, "lora-merge: %s: the adapter as a llama.cpp LoRA GGUF (rank %d, %d targets)\n", gguf_lora,
+			m.adapter->rank, m.adapter->ntargets);
+	}
+	if (!m.adapter && (pack || merged_out))
 		errx(1, "%s: no adapter to merge: give one (MODEL ADAPTER, MODEL+ADAPTER or a recovery pack)", model_arg);
 	if (pack)
 		write_pack(pack, rl_model_arg_split(model_arg) < 0 && !rl_pack_sniff(model_arg) ? model_arg : "-",

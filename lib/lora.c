@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "gguf.h"
 #include "lora.h"
 #include "policy.h"
 #include "sample.h"
@@ -108,8 +109,7 @@ void rl_adapter_free(rl_adapter *a)
 	memset(a, 0, sizeof *a);
 }
 
-/* Allocates the targets (named by model tensor index) and one zeroed block of parameters. */
-static int adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha)
+int rl_adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha)
 {
 	memset(a, 0, sizeof *a);
 	if (rank < 1 || rank > MAX_RANK || !isfinite(alpha)) {
@@ -166,7 +166,7 @@ int rl_adapter_new(rl_adapter *a, const rl_model *m, const char *pattern, int ra
 	memset(a, 0, sizeof *a);
 	if (rl_lora_select(m, pattern, &idx, &n))
 		return -1;
-	int rc = adapter_alloc(a, m, idx, n, rank, alpha);
+	int rc = rl_adapter_alloc(a, m, idx, n, rank, alpha);
 	free(idx);
 	return rc;
 }
@@ -288,7 +288,7 @@ static int parse_header(const msgpack_object *h, const rl_model *m, int flags, r
 			idx[j] = idx[j - 1];
 			idx[j - 1] = t;
 		}
-	int rc = adapter_alloc(a, m, idx, (int)n, (int)rank, alpha);
+	int rc = rl_adapter_alloc(a, m, idx, (int)n, (int)rank, alpha);
 	free(idx);
 	if (rc)
 		return -1;
@@ -305,6 +305,13 @@ static int parse_header(const msgpack_object *h, const rl_model *m, int flags, r
 int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a)
 {
 	memset(a, 0, sizeof *a);
+	char magic[4] = { 0 };
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : NULL;
+	int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+	if (f)
+		fclose(f);
+	if (gguf)
+		return rl_adapter_read_gguf(path, m, flags, a);
 	rl_reader *r = rl_reader_open(path);
 	if (!r)
 		return -1;

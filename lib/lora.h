@@ -50,6 +50,10 @@ int rl_lora_select(const rl_model *m, const char *pattern, int **idx, int *n);
  * m, its base identity m's. Allocates; rl_adapter_free frees. */
 int rl_adapter_new(rl_adapter *a, const rl_model *m, const char *pattern, int rank, double alpha);
 void rl_adapter_free(rl_adapter *a);
+/* An adapter of rank and alpha on the n model tensors idx (canonical order),
+ * parameters zeroed, its base identity m's: what rl_adapter_new and the
+ * readers build on. */
+int rl_adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha);
 
 /* The standard initialisation: A uniform in +-1/sqrt(IC) (Kaiming-uniform with
  * a = sqrt(5), as PEFT does), drawn from a stream seeded by (seed, target name);
@@ -66,6 +70,7 @@ int rl_model_content(const rl_model *m, char hex[65]);
  * the shapes still have to fit). Errors name the stream, message and field. */
 enum { RL_ADAPTER_ANY_BASE = 1 };
 int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a);
+/* (A GGUF file, by its magic, goes to rl_adapter_read_gguf in gguf.h.) */
 /* The same from an open reader, which stays open. */
 int rl_adapter_read_reader(rl_reader *r, const rl_model *m, int flags, rl_adapter *a);
 
