@@ -1514,6 +1514,8 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 		goto done;
 	}
 	if (!byte_level && !(h.sp_prepend || h.sp_replace || byte_fallback)) {
+		if (read_vocab(&h, vocab, added)) /* its errors first, as for a byte-level vocabulary */
+			goto done;
 		rl_seterr("%s: pre_tokenizer: no ByteLevel, and no SentencePiece-style byte_fallback or \u2581: neither form of BPE read here",
 			  path);
 		goto done;
@@ -1522,10 +1524,10 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 		if (load_sentencepiece(&h, tk, vocab, added, merges, ignore_merges))
 			goto done;
 	} else {
-		rl_bpe_spec spec = { .nadded = h.nadded, .added = h.added, .nsplits = h.nsplits, .splits = splits,
-				     .nfc = h.nfc, .add_prefix_space = h.add_prefix_space, .ignore_merges = ignore_merges };
 		if (read_vocab(&h, vocab, added))
 			goto done;
+		rl_bpe_spec spec = { .nadded = h.nadded, .added = h.added, .nsplits = h.nsplits, .splits = splits,
+				     .nfc = h.nfc, .add_prefix_space = h.add_prefix_space, .ignore_merges = ignore_merges };
 		if (rl_tokenizer_init_bpe(tk, h.V, (const char *const *)h.pieces, h.piece_len, &spec, -1, -1)) {
 			rl_seterr("%s: %s", path, rl_err());
 			goto done;

@@ -206,6 +206,19 @@ static int same_pieces(const rl_tokenizer *x, const rl_tokenizer *y)
 		if (i != x->bos_id && i != x->eos_id &&
 		    (x->piece_len[i] != y->piece_len[i] || memcmp(x->pieces[i], y->pieces[i], (size_t)x->piece_len[i])))
 			return 0;
+	rl_bpe_spec a, b;
+	if (x->kind != RL_TOKENIZER_BPE)
+		return 1;
+	/* and the rest of a byte-level BPE: merges, added tokens with their flags, regexes, NFC */
+	if (rl_tokenizer_bpe_spec(x, &a) || rl_tokenizer_bpe_spec(y, &b) || a.nmerges != b.nmerges ||
+	    a.nadded != b.nadded || a.nsplits != b.nsplits || a.nfc != b.nfc ||
+	    a.add_prefix_space != b.add_prefix_space || a.ignore_merges != b.ignore_merges ||
+	    memcmp(a.merges, b.merges, 2 * (size_t)a.nmerges * sizeof(int)) ||
+	    memcmp(a.added, b.added, 2 * (size_t)a.nadded * sizeof(int)))
+		return 0;
+	for (int i = 0; i < a.nsplits; i++)
+		if (strcmp(a.splits[i], b.splits[i]))
+			return 0;
 	return 1;
 }
 
@@ -471,37 +484,61 @@ static void test_bad_output(void)
 
 /* ---- --make DIR: the exports and our logits for the Python and Node checks ---- */
 
+/* after the dev text's documents: spaces, tabs and newlines inside, accents,
+ * characters outside the small vocabularies (byte fallback), emoji */
+static const char *const extra_docs[] = {
+	"Two  spaces,   three,\tand a tab.\nA new line\n\n\nand blank ones.",
+	"Caf\xc3\xa9, na\xc3\xafve, \xc3\x85ngstr\xc3\xb6m, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82 \xf0\x9f\x98\x80\xf0\x9f\x8d\x95!",
+	"   leading and trailing spaces   ",
+	"x",
+};
+#define NEXTRA (sizeof extra_docs / sizeof extra_docs[0])
+
+/* the dev text's documents and the extra ones: *docs allocated, *text too */
+static int all_docs(rl_span **docs, size_t *ndocs, char **text)
+{
+	size_t len;
+	if (!(*text = rl_read_file(dev, &len)) || rl_split_documents(*text, len, docs, ndocs))
+		return -1;
+	rl_span *more = realloc(*docs, (*ndocs + NEXTRA) * sizeof *more);
+	if (!more)
+		return -1;
+	for (size_t i = 0; i < NEXTRA; i++)
+		more[(*ndocs)++] = (rl_span){ extra_docs[i], strlen(extra_docs[i]) };
+	*docs = more;
+	return 0;
+}
+
 static int write_docs_json(const char *path)
 {
-	size_t len, ndocs;
-	char *text = rl_read_file(dev, &len);
+	size_t ndocs;
+	char *text = NULL;
 	rl_span *docs = NULL;
-	FILE *f = text ? fopen(path, "w") : NULL;
-	if (!f || rl_split_documents(text, len, &docs, &ndocs)) {
-		free(text);
-		if (f)
-			fclose(f);
-		return -1;
-	}
-	fputc('[', f);
-	for (size_t d = 0; d < ndocs; d++) {
+	FILE *f = fopen(path, "w");
+	int rc = !f || all_docs(&docs, &ndocs, &text) ? -1 : 0;
+	if (f)
+		fputc('[', f);
+	for (size_t d = 0; rc == 0 && d < ndocs; d++) {
 		fputs(d ? ",\n" : "", f);
 		rl_json_write_string(f, docs[d].text, docs[d].len);
 	}
-	fputs("]\n", f);
+	if (f)
+		fputs("]\n", f);
 	free(docs);
 	free(text);
-	return fclose(f);
+	if (f && fclose(f))
+		rc = -1;
+	return rc;
 }
 
 /* our ids of every document (with BOS), one line each, for hf_tokenizer_ids.js */
 static int write_ids(const char *path, const rl_tokenizer *tk)
 {
-	size_t len, ndocs;
-	char *text = rl_read_file(dev, &len);
+	size_t ndocs;
+	char *text = NULL;
 	rl_span *docs = NULL;
-	FILE *f = text ? fopen(path, "w") : NULL;
-	int rc = !f || rl_split_documents(text, len, &docs, &ndocs) ? -1 : 0;
+	FILE *f = fopen(path, "w");
+	int rc = !f || all_docs(&docs, &ndocs, &text) ? -1 : 0;
 	for (size_t d = 0; rc == 0 && d < ndocs; d++) {
 		int *ids;
 		size_t n;
@@ -537,6 +574,9 @@ static int make(const char *out)
 	if (write_ids(PATH(r, "s260.ids"), &merged.tok) || write_docs_json(PATH(r, "docs.json")))
 		goto fail;
 	/* the base and the adapter as PEFT; logits of base + adapter */
+	rl_writer *w = rl_writer_open(PATH(p, "s260_adapter.msgpack"));
+	if (!w || rl_adapter_write(&a, w, "test_hf_export") || rl_write_end(w) || rl_writer_commit(w))
+		goto fail;
 	if (rl_model_write_hf(&base, PATH(p, "s260_base"), RL_F32) ||
 	    rl_adapter_write_peft(&a, &base, PATH(p, "s260_peft")) || rl_model_attach_adapter(&base, &a) ||
 	    write_reference(PATH(r, "s260_peft.ref"), &base))

@@ -1,24 +1,27 @@
 // hf_tokenizer_ids.js: token ids from Hugging Face's own tokenizers library
 // (its Node binding, the npm package "tokenizers", which runs the Rust
-// implementation), for the tests of our tokenizer.json export.
+// implementation), to check our tokenizer.json export against.
 //
-//   node tests/ref/hf_tokenizer_ids.js DIR/tokenizer.json TEXT > IDS
+//   node tests/ref/hf_tokenizer_ids.js DIR/tokenizer.json DOCS.json > IDS
 //
-// TEXT holds documents separated by blank lines; each document, stripped of
-// surrounding whitespace, is encoded with the tokenizer's special tokens
-// (its post-processor's BOS), and its ids written as one line, separated by
-// spaces. The module is found through NODE_PATH.
+// DOCS.json is a JSON array of documents (tests/test_hf_export --make writes
+// TinyStories' dev text so). Each is encoded with the tokenizer's special
+// tokens (its post-processor's BOS) and its ids written as one line,
+// separated by spaces. The module is found through NODE_PATH.
 const fs = require("fs");
 const { Tokenizer } = require("tokenizers");
 
-const [file, textFile] = process.argv.slice(2);
+const [file, docsFile] = process.argv.slice(2);
 const tokenizer = Tokenizer.fromFile(file);
-const docs = fs.readFileSync(textFile, "utf8").split(/\n[ \t\r]*\n/).map((d) => d.trim()).filter((d) => d.length);
+const docs = JSON.parse(fs.readFileSync(docsFile, "utf8"));
 (async () => {
-	const out = [];
+	const lines = [];
 	for (const d of docs) {
 		const enc = await tokenizer.encode(d, null, { addSpecialTokens: true });
-		out.push(enc.getIds().join(" "));
+		lines.push(enc.getIds().join(" "));
 	}
-	process.stdout.write(out.join("\n") + "\n");
-})();
+	process.stdout.write(lines.join("\n") + "\n");
+})().catch((e) => {
+	process.stderr.write(String(e) + "\n");
+	process.exit(1);
+});
