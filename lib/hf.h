@@ -30,7 +30,9 @@ int rl_hf_our_name(const char *hf, char out[64]);
  * tokenizer.json, tokenizer_config.json). A model whose RoPE pairs are
  * interleaved (llama2.c, GGUF llama) has the rows of q and k (their biases
  * and q/k norms too) permuted within each head to HF's rotate-half layout,
- * so HF computes the same function. The directory appears whole (afile.h):
+ * so HF computes the same function. A model with an unmerged adapter is
+ * refused (merge it, or write the adapter with peft.h). The directory
+ * appears whole (afile.h):
  * an existing directory at dir is replaced, anything else there is an
  * error. Returns 0, or -1 with rl_err naming the path and the problem. */
 int rl_model_write_hf(const rl_model *m, const char *dir, rl_dtype dtype);

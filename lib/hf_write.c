@@ -229,6 +229,11 @@ int rl_model_write_hf(const rl_model *m, const char *dir, rl_dtype dtype)
 		rl_seterr("%s: exists and is not a directory; not replacing it", dir);
 		return -1;
 	}
+	if (m->adapter) {
+		rl_seterr("%s: %s has an unmerged adapter: merge it (lora-merge), or write it as a PEFT directory", dir,
+			  m->origin);
+		return -1;
+	}
 	if (check_arch(m)) {
 		rl_seterr("%s: %s", dir, rl_err());
 		return -1;

@@ -250,6 +250,10 @@ static void test_stories260k(void)
 		 rl_model_attach_adapter(&withad, &a2) == 0;
 	double e = ok ? logits_error(&withad, &merged) : -1;
 	CHECK(e >= 0 && e <= 1e-5, "s260_reference_merge_equals_adapter", "relative error %.3g (limit 1e-5)", e);
+	snprintf(dir, sizeof dir, "%s/unmerged", tmpdir);
+	int rc = rl_model_write_hf(&withad, dir, RL_F32);
+	CHECK(rc == -1 && strstr(rl_err(), "unmerged adapter") && access(dir, F_OK) != 0,
+	      "hf_export_refuses_unmerged_adapter", "rc %d: %s", rc, rl_err());
 	e = logits_error(&base, &merged);
 	CHECK(e > 1e-2, "s260_adapter_changes_the_model", "relative change %.3g", e);
 	if (round_trip(&merged, "s260", RL_F32, &back, dir, sizeof dir)) {
