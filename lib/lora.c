@@ -293,7 +293,8 @@ static int parse_header(const msgpack_object *h, const rl_model *m, int flags, r
 	free(idx);
 	if (rc)
 		return -1;
-	if (!(flags & RL_ADAPTER_ANY_BASE) && (strcmp(content, a->base_content) || strcmp(source, a->base_source))) {
+	a->forced = strcmp(content, a->base_content) || strcmp(source, a->base_source);
+	if (a->forced && !(flags & RL_ADAPTER_ANY_BASE)) {
 		rl_seterr("field base: trained on the model of content %.12s (source %.12s), but %s has content %.12s (source %.12s)",
 			  content, source, m->origin, a->base_content, a->base_source);
 		rl_adapter_free(a);
@@ -311,6 +312,15 @@ int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *
 	rl_reader *r = rl_reader_open(path);
 	if (!r)
 		return -1;
+	int rc = rl_adapter_read_reader(r, m, flags, a);
+	rl_reader_close(r);
+	return rc;
+}
+
+int rl_adapter_read_reader(rl_reader *r, const rl_model *m, int flags, rl_adapter *a)
+{
+	const char *path = rl_reader_name(r);
+	memset(a, 0, sizeof *a);
 	rl_msg msg;
 	int got, rc = -1, have_header = 0;
 	float *cur = NULL;             /* the tensor being filled */
@@ -389,7 +399,6 @@ int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *
 	rc = 0;
 done:
 	free(seen);
-	rl_reader_close(r);
 	if (rc)
 		rl_adapter_free(a);
 	return rc;
