@@ -13,10 +13,12 @@
 
 #include "err.h"
 #include "eval.h"
+#include "hf.h"
 #include "json.h"
 #include "lora.h"
 #include "model.h"
 #include "pack.h"
+#include "peft.h"
 #include "requant.h"
 #include "sample.h"
 #include "stream.h"
@@ -31,10 +33,14 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: lora-merge [-o FILE] [-p POLICY [-q rtn|mse] [--check TEXT]] [--force] [-t N] MODEL [ADAPTER]\n"
 		"       lora-merge --pack OUT.tar [--results FILE] [--force] MODEL [ADAPTER]\n"
+		"       lora-merge --hf DIR [--hf-dtype f32|f16|bf16] [-p POLICY] [--force] MODEL [ADAPTER]\n"
+		"       lora-merge --peft DIR [--force] MODEL [ADAPTER]\n"
 		"       lora-merge --verify PACK\n"
 		"MODEL is any model argument (a stream, pack, llama2.c .bin, HF directory, GGUF\n"
-		"file; MODEL+ADAPTER). Without --pack, writes the merged model stream to FILE\n"
-		"(atomically) or stdout; -p re-quantizes it, and says what that costs.\n");
+		"file; MODEL+ADAPTER). Without --pack, --hf or --peft, writes the merged model\n"
+		"stream to FILE (atomically) or stdout; -p re-quantizes it, and says what that\n"
+		"costs. --hf writes the merged model as a Hugging Face directory, --peft the\n"
+		"adapter, unmerged, as a PEFT directory.\n");
 }
 
 static void fail(const char *what)
@@ -292,15 +298,16 @@ int main(int argc, char **argv)
 {
 	rl_tool_init();
 	const char *out = NULL, *policy = NULL, *method = "mse", *check = NULL, *pack = NULL, *results = NULL;
-	const char *verify_path = NULL;
+	const char *verify_path = NULL, *hf = NULL, *hf_dtype = NULL, *peft = NULL;
 	int force = 0, threads = 0;
-	enum { O_CHECK = 256, O_PACK, O_RESULTS, O_VERIFY, O_FORCE };
+	enum { O_CHECK = 256, O_PACK, O_RESULTS, O_VERIFY, O_FORCE, O_HF, O_HF_DTYPE, O_PEFT };
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' }, { "policy", required_argument, NULL, 'p' },
 		{ "quantizer", required_argument, NULL, 'q' }, { "check", required_argument, NULL, O_CHECK },
 		{ "pack", required_argument, NULL, O_PACK }, { "results", required_argument, NULL, O_RESULTS },
 		{ "verify", required_argument, NULL, O_VERIFY }, { "force", no_argument, NULL, O_FORCE },
-		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "hf", required_argument, NULL, O_HF }, { "hf-dtype", required_argument, NULL, O_HF_DTYPE },
+		{ "peft", required_argument, NULL, O_PEFT }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "o:p:q:t:h", longopts, NULL)) != -1) {
@@ -317,6 +324,9 @@ int main(int argc, char **argv)
 		case O_RESULTS: results = optarg; break;
 		case O_VERIFY: verify_path = optarg; break;
 		case O_FORCE: force = 1; break;
+		case O_HF: hf = optarg; break;
+		case O_HF_DTYPE: hf_dtype = optarg; break;
+		case O_PEFT: peft = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -324,7 +334,7 @@ int main(int argc, char **argv)
 	int nargs = argc - optind;
 	rl_set_threads(threads);
 	if (verify_path) {
-		if (nargs || out || pack || policy)
+		if (nargs || out || pack || policy || hf || peft)
 			errx(2, "--verify takes a pack and nothing else");
 		return verify(verify_path);
 	}
@@ -336,7 +346,17 @@ int main(int argc, char **argv)
 		errx(2, "--check and -q go with -p (re-quantizing the merged model)");
 	if (results && !pack)
 		errx(2, "--results goes with --pack");
-	int merged_out = out || !pack;
+	/* the merged model as HF writes it: f32 keeps exactly what the adapter recovered */
+	rl_dtype hf_dt = RL_F32;
+	if (hf_dtype) {
+		int dt = rl_dtype_from_name(hf_dtype, strlen(hf_dtype));
+		if (!hf)
+			errx(2, "--hf-dtype goes with --hf");
+		if (dt != RL_F32 && dt != RL_F16 && dt != RL_BF16)
+			errx(2, "--hf-dtype %s: f32, f16 or bf16", hf_dtype);
+		hf_dt = (rl_dtype)dt;
+	}
+	int merged_out = out || !(pack || hf || peft);
 	if (merged_out && !out && isatty(1))
 		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
 	rl_requant rq = { 0 };
@@ -373,7 +393,13 @@ int main(int argc, char **argv)
 	if (pack)
 		write_pack(pack, rl_model_arg_split(model_arg) < 0 && !rl_pack_sniff(model_arg) ? model_arg : "-",
 			   adapter_arg, &m, results);
-	if (!merged_out) {
+	if (peft) { /* the adapter as it is, before the merge */
+		if (rl_adapter_write_peft(m.adapter, &m, peft))
+			fail("--peft");
+		fprintf(stderr, "lora-merge: %s: PEFT adapter (rank %d, alpha %g, %d targets) for %s\n", peft,
+			m.adapter->rank, m.adapter->alpha, m.adapter->ntargets, model_arg);
+	}
+	if (!merged_out && !hf) {
 		rl_model_free(&m);
 		return 0;
 	}
@@ -417,6 +443,20 @@ int main(int argc, char **argv)
 			fprintf(stderr, ": keeps %.1f%% of the adapter's gain\n", 100.0 * (nll_student - nll_requant) / gain);
 		else
 			fprintf(stderr, "\n");
+	}
+	if (hf) {
+		if (rl_model_write_hf(&m, hf, hf_dt))
+			fail("--hf");
+		fprintf(stderr, "lora-merge: %s: Hugging Face model (%s, %s), %d adapted weights merged%s%s\n", hf,
+			m.arch, rl_dtypes[hf_dt].name, nadapted, policy ? " and re-quantized " : "", policy ? policy : "");
+	}
+	if (!merged_out) {
+		free(st);
+		free(ct.text);
+		free(ct.docs);
+		rl_policy_free(rq.policy);
+		rl_model_free(&m);
+		return 0;
 	}
 	rl_writer *w = rl_writer_open(out);
 	if (!w)

@@ -424,7 +424,8 @@ int rl_adapter_read_peft(const char *dir, const rl_model *m, int flags, rl_adapt
 			  content ? META_SOURCE : META_CONTENT);
 		goto done;
 	}
-	if (content && !(flags & RL_ADAPTER_ANY_BASE) && (strcmp(content, a->base_content) || strcmp(source, a->base_source))) {
+	a->forced = content && (strcmp(content, a->base_content) || strcmp(source, a->base_source));
+	if (a->forced && !(flags & RL_ADAPTER_ANY_BASE)) {
 		rl_seterr("%s: metadata %s: trained on the model of content %.12s (source %.12s), but %s has content %.12s (source %.12s)",
 			  spath, META_CONTENT, content, source, m->origin, a->base_content, a->base_source);
 		goto done;
