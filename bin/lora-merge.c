@@ -450,28 +450,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lora-merge: %s: Hugging Face model (%s, %s), %d adapted weights merged%s%s\n", hf,
 			m.arch, rl_dtypes[hf_dt].name, nadapted, policy ? " and re-quantized " : "", policy ? policy : "");
 	}
-	if (!merged_out) {
-		free(st);
-		free(ct.text);
-		free(ct.docs);
-		rl_policy_free(rq.policy);
-		rl_model_free(&m);
-		return 0;
+	if (merged_out) {
+		rl_writer *w = rl_writer_open(out);
+		if (!w)
+			fail(NULL);
+		write_arg wa = { &m, st, rq.method };
+		if (rl_model_write(&m, w, PRODUCER, write_stored, &wa)) {
+			char msg[1024];
+			snprintf(msg, sizeof msg, "%s", rl_err());
+			rl_writer_abort(w);
+			errx(1, "%s: %s", out ? out : "<stdout>", msg);
+		}
+		if (rl_writer_commit(w))
+			fail(NULL);
+		fprintf(stderr, "lora-merge: %s: %d adapted weights merged%s%s -> %s\n", model_arg, nadapted,
+			policy ? " and re-quantized " : " (f32)", policy ? policy : "", out ? out : "stdout");
 	}
-	rl_writer *w = rl_writer_open(out);
-	if (!w)
-		fail(NULL);
-	write_arg wa = { &m, st, rq.method };
-	if (rl_model_write(&m, w, PRODUCER, write_stored, &wa)) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", rl_err());
-		rl_writer_abort(w);
-		errx(1, "%s: %s", out ? out : "<stdout>", msg);
-	}
-	if (rl_writer_commit(w))
-		fail(NULL);
-	fprintf(stderr, "lora-merge: %s: %d adapted weights merged%s%s -> %s\n", model_arg, nadapted,
-		policy ? " and re-quantized " : " (f32)", policy ? policy : "", out ? out : "stdout");
 	free(st);
 	free(ct.text);
 	free(ct.docs);
