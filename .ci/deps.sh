@@ -1,16 +1,17 @@
 #!/bin/sh
 # deps.sh: installs the Debian packages the toolkit needs, when missing.
 #   build: gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev libpcre2-dev libutf8proc-dev
-#   tests: Node.js and npm (Debian's nodejs npm, unless node and npm are there
-#          already), and from the npm registry into build/npm: @huggingface/gguf
-#          (GGUF files read by a parser we did not write); LONG=1 adds
+#   tests: python3-torch python3-numpy (PyTorch references), Node.js and npm
+#          (Debian's nodejs npm, unless node and npm are there already), and from
+#          the npm registry into build/npm: @huggingface/gguf (GGUF files read by
+#          a parser we did not write) and Hugging Face's tokenizers; LONG=1 adds
 #          node-llama-cpp with its prebuilt CPU library (llama.cpp runs our GGUF)
-#   bench and reference scripts: python3-torch python3-numpy (DEPS_EXTRA=1 or `make bench`)
+#   bench and reference scripts: python3-torch python3-numpy
 #   make fuzz: clang, for libFuzzer (DEPS_FUZZ=1)
 set -e
 cd "$(dirname "$0")/.."
 pkgs="gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev libpcre2-dev libutf8proc-dev"
-[ "${DEPS_EXTRA:-0}" = 1 ] && pkgs="$pkgs python3-torch python3-numpy"
+pkgs="$pkgs python3-torch python3-numpy"
 [ "${DEPS_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang"
 missing=
 for p in $pkgs; do
@@ -29,7 +30,7 @@ if [ -n "$missing" ]; then
 fi
 
 # npm packages for the tests, pinned, into build/npm (tests never reach the network)
-npm_pkgs="@huggingface/gguf@0.4.6"
+npm_pkgs="@huggingface/gguf@0.4.6 tokenizers@0.23.2"
 [ "${LONG:-0}" = 1 ] && npm_pkgs="$npm_pkgs node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1"
 need=
 for p in $npm_pkgs; do

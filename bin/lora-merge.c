@@ -14,10 +14,12 @@
 #include "err.h"
 #include "eval.h"
 #include "gguf.h"
+#include "hf.h"
 #include "json.h"
 #include "lora.h"
 #include "model.h"
 #include "pack.h"
+#include "peft.h"
 #include "requant.h"
 #include "sample.h"
 #include "stream.h"
@@ -32,13 +34,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: lora-merge [-o FILE] [-p POLICY [-q rtn|mse] [--check TEXT]] [--force] [-t N] MODEL [ADAPTER]\n"
 		"       lora-merge --pack OUT.tar [--results FILE] [--force] MODEL [ADAPTER]\n"
+		"       lora-merge --hf DIR [--hf-dtype f32|f16|bf16] [-p POLICY] [--force] MODEL [ADAPTER]\n"
+		"       lora-merge --peft DIR [--force] MODEL [ADAPTER]\n"
 		"       lora-merge --verify PACK\n"
 		"       lora-merge [--gguf OUT.gguf [--gguf-float f32|f16]] [--gguf-lora OUT.gguf] MODEL [ADAPTER]\n"
 		"MODEL is any model argument (a stream, pack, llama2.c .bin, HF directory, GGUF\n"
-		"file; MODEL+ADAPTER). Without --pack, writes the merged model stream to FILE\n"
-		"(atomically) or stdout; -p re-quantizes it, and says what that costs.\n"
-		"--gguf writes the model as stored (unmerged) and --gguf-lora the adapter as\n"
-		"GGUF files for llama.cpp.\n");
+		"file; MODEL+ADAPTER). Without --pack, --hf, --peft or --gguf*, writes the merged\n"
+		"model stream to FILE (atomically) or stdout; -p re-quantizes it, and says what\n"
+		"that costs. --hf writes the merged model as a Hugging Face directory, --peft the\n"
+		"adapter, unmerged, as a PEFT directory; --gguf writes the model as stored\n"
+		"(unmerged) and --gguf-lora the adapter as GGUF files for llama.cpp.\n");
 }
 
 static void fail(const char *what)
@@ -296,10 +301,11 @@ int main(int argc, char **argv)
 {
 	rl_tool_init();
 	const char *out = NULL, *policy = NULL, *method = "mse", *check = NULL, *pack = NULL, *results = NULL;
-	const char *verify_path = NULL, *gguf = NULL, *gguf_lora = NULL;
+	const char *verify_path = NULL, *gguf = NULL, *gguf_lora = NULL, *hf = NULL, *hf_dtype = NULL, *peft = NULL;
 	int force = 0, threads = 0;
 	rl_gguf_write_opts gopts = { RL_F32, NULL };
-	enum { O_CHECK = 256, O_PACK, O_RESULTS, O_VERIFY, O_FORCE, O_GGUF, O_GGUF_FLOAT, O_GGUF_LORA };
+	enum { O_CHECK = 256, O_PACK, O_RESULTS, O_VERIFY, O_FORCE, O_GGUF, O_GGUF_FLOAT, O_GGUF_LORA,
+	       O_HF, O_HF_DTYPE, O_PEFT };
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' }, { "policy", required_argument, NULL, 'p' },
 		{ "quantizer", required_argument, NULL, 'q' }, { "check", required_argument, NULL, O_CHECK },
@@ -307,7 +313,8 @@ int main(int argc, char **argv)
 		{ "verify", required_argument, NULL, O_VERIFY }, { "force", no_argument, NULL, O_FORCE },
 		{ "gguf", required_argument, NULL, O_GGUF }, { "gguf-float", required_argument, NULL, O_GGUF_FLOAT },
 		{ "gguf-lora", required_argument, NULL, O_GGUF_LORA },
-		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+		{ "hf", required_argument, NULL, O_HF }, { "hf-dtype", required_argument, NULL, O_HF_DTYPE },
+		{ "peft", required_argument, NULL, O_PEFT }, { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "o:p:q:t:h", longopts, NULL)) != -1) {
@@ -331,6 +338,9 @@ int main(int argc, char **argv)
 				errx(2, "--gguf-float %s: f32 or f16", optarg);
 			gopts.other = strcmp(optarg, "f16") ? RL_F32 : RL_F16;
 			break;
+		case O_HF: hf = optarg; break;
+		case O_HF_DTYPE: hf_dtype = optarg; break;
+		case O_PEFT: peft = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -338,7 +348,7 @@ int main(int argc, char **argv)
 	int nargs = argc - optind;
 	rl_set_threads(threads);
 	if (verify_path) {
-		if (nargs || out || pack || policy || gguf || gguf_lora)
+		if (nargs || out || pack || policy || gguf || gguf_lora || hf || peft)
 			errx(2, "--verify takes a pack and nothing else");
 		return verify(verify_path);
 	}
@@ -352,7 +362,17 @@ int main(int argc, char **argv)
 		errx(2, "--results goes with --pack");
 	if (gopts.other != RL_F32 && !gguf)
 		errx(2, "--gguf-float goes with --gguf");
-	int merged_out = out || (!pack && !gguf && !gguf_lora);
+	/* the merged model as HF writes it: f32 keeps exactly what the adapter recovered */
+	rl_dtype hf_dt = RL_F32;
+	if (hf_dtype) {
+		int dt = rl_dtype_from_name(hf_dtype, strlen(hf_dtype));
+		if (!hf)
+			errx(2, "--hf-dtype goes with --hf");
+		if (dt != RL_F32 && dt != RL_F16 && dt != RL_BF16)
+			errx(2, "--hf-dtype %s: f32, f16 or bf16", hf_dtype);
+		hf_dt = (rl_dtype)dt;
+	}
+	int merged_out = out || !(pack || hf || peft || gguf || gguf_lora);
 	if (merged_out && !out && isatty(1))
 		errx(2, "refusing to write a binary stream to a terminal: use -o FILE or a pipe");
 	rl_requant rq = { 0 };
@@ -400,12 +420,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lora-merge: %s: the adapter as a llama.cpp LoRA GGUF (rank %d, %d targets)\n", gguf_lora,
 			m.adapter->rank, m.adapter->ntargets);
 	}
-	if (!m.adapter && (pack || merged_out))
+	if (!m.adapter && (pack || merged_out || hf || peft))
 		errx(1, "%s: no adapter to merge: give one (MODEL ADAPTER, MODEL+ADAPTER or a recovery pack)", model_arg);
 	if (pack)
 		write_pack(pack, rl_model_arg_split(model_arg) < 0 && !rl_pack_sniff(model_arg) ? model_arg : "-",
 			   adapter_arg, &m, results);
-	if (!merged_out) {
+	if (peft) { /* the adapter as it is, before the merge */
+		if (rl_adapter_write_peft(m.adapter, &m, peft))
+			fail("--peft");
+		fprintf(stderr, "lora-merge: %s: PEFT adapter (rank %d, alpha %g, %d targets) for %s\n", peft,
+			m.adapter->rank, m.adapter->alpha, m.adapter->ntargets, model_arg);
+	}
+	if (!merged_out && !hf) {
 		rl_model_free(&m);
 		return 0;
 	}
@@ -450,20 +476,28 @@ int main(int argc, char **argv)
 		else
 			fprintf(stderr, "\n");
 	}
-	rl_writer *w = rl_writer_open(out);
-	if (!w)
-		fail(NULL);
-	write_arg wa = { &m, st, rq.method };
-	if (rl_model_write(&m, w, PRODUCER, write_stored, &wa)) {
-		char msg[1024];
-		snprintf(msg, sizeof msg, "%s", rl_err());
-		rl_writer_abort(w);
-		errx(1, "%s: %s", out ? out : "<stdout>", msg);
+	if (hf) {
+		if (rl_model_write_hf(&m, hf, hf_dt))
+			fail("--hf");
+		fprintf(stderr, "lora-merge: %s: Hugging Face model (%s, %s), %d adapted weights merged%s%s\n", hf,
+			m.arch, rl_dtypes[hf_dt].name, nadapted, policy ? " and re-quantized " : "", policy ? policy : "");
 	}
-	if (rl_writer_commit(w))
-		fail(NULL);
-	fprintf(stderr, "lora-merge: %s: %d adapted weights merged%s%s -> %s\n", model_arg, nadapted,
-		policy ? " and re-quantized " : " (f32)", policy ? policy : "", out ? out : "stdout");
+	if (merged_out) {
+		rl_writer *w = rl_writer_open(out);
+		if (!w)
+			fail(NULL);
+		write_arg wa = { &m, st, rq.method };
+		if (rl_model_write(&m, w, PRODUCER, write_stored, &wa)) {
+			char msg[1024];
+			snprintf(msg, sizeof msg, "%s", rl_err());
+			rl_writer_abort(w);
+			errx(1, "%s: %s", out ? out : "<stdout>", msg);
+		}
+		if (rl_writer_commit(w))
+			fail(NULL);
+		fprintf(stderr, "lora-merge: %s: %d adapted weights merged%s%s -> %s\n", model_arg, nadapted,
+			policy ? " and re-quantized " : " (f32)", policy ? policy : "", out ? out : "stdout");
+	}
 	free(st);
 	free(ct.text);
 	free(ct.docs);

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "gguf.h"
 #include "lora.h"
+#include "peft.h"
 #include "policy.h"
 #include "sample.h"
 
@@ -304,6 +305,9 @@ static int parse_header(const msgpack_object *h, const rl_model *m, int flags, r
 
 int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a)
 {
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* a PEFT directory */
+		return rl_adapter_read_peft(path, m, flags, a);
 	memset(a, 0, sizeof *a);
 	char magic[4] = { 0 };
 	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : NULL;

@@ -64,7 +64,7 @@ void rl_adapter_init_standard(rl_adapter *a, uint64_t seed);
  * else the sha256 its tensors would have written as they are stored. */
 int rl_model_content(const rl_model *m, char hex[65]);
 
-/* Reads an adapter stream for model m: header fields, targets and tensor
+/* Reads an adapter stream (or a PEFT directory, peft.h) for model m: header fields, targets and tensor
  * shapes checked against m, and its base identity against m's content and
  * source (unless flags has RL_ADAPTER_ANY_BASE: then a mismatch is accepted,
  * the shapes still have to fit). Errors name the stream, message and field. */
