@@ -19,6 +19,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(patsubst fuzz/fuzz_%.c,fuzz/replay_%,$(FUZZ_SRC))
 MAN1 := $(wildcard man/man1/*.1)
 MAN5 := $(wildcard man/man5/*.5)
+MAN7 := $(wildcard man/man7/*.7)
 
 .PHONY: all check check-long check-sanitize fuzz bench install clean deps
 
@@ -51,7 +52,7 @@ deps:
 # check, check-long and bench install missing packages first, then build
 # in a second make that sees them.
 check:
-	@sh .ci/deps.sh
+	@DEPS_TESTS=1 sh .ci/deps.sh
 	@$(MAKE) --no-print-directory all $(TEST_C) $(FUZZ_REPLAY)
 	@sh tests/run.sh $(TEST_C) $(TEST_SH)
 
@@ -59,7 +60,7 @@ check:
 # in a copy of the tree (build/sanitize) so the normal build stays as it is.
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 check-sanitize:
-	@sh .ci/deps.sh
+	@DEPS_TESTS=1 sh .ci/deps.sh
 	@sh fuzz/tree.sh build/sanitize
 	@$(MAKE) --no-print-directory -C build/sanitize CFLAGS="$(SAN_FLAGS)" all $(TEST_C) $(FUZZ_REPLAY)
 	@cd build/sanitize && SHARED=$(abspath ../shared) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
@@ -77,7 +78,7 @@ fuzz:
 	@SHARED=$(abspath ../shared) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh build/fuzz $(FUZZ_SRC)
 
 check-long:
-	@sh .ci/deps.sh
+	@DEPS_TESTS=1 sh .ci/deps.sh
 	@$(MAKE) --no-print-directory all $(TEST_C)
 	@LONG=1 sh tests/run.sh $(TEST_C) $(TEST_SH)
 
@@ -87,10 +88,12 @@ bench:
 	@sh bench/run.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 644 $(MAN7) $(DESTDIR)$(PREFIX)/share/man/man7
 
 clean:
 	rm -f lib/*.o lib/librecover.a $(TOOLS) $(TEST_C) $(BENCH_C) $(FUZZ_REPLAY)
