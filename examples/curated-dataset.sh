@@ -11,9 +11,10 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$top/bin
+shared=${SHARED:-$top/../shared}
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
-text=$(abs "${1:-$top/../shared/data/tinystories/dev.txt}")
-model=$(abs "${2:-$top/../shared/models/stories260K/stories260K.bin}")
+text=$(abs "${1:-$shared/data/tinystories/dev.txt}")
+model=$(abs "${2:-$shared/models/stories260K/stories260K.bin}")
 out=${3:-$(mktemp -d)}
 mkdir -p "$out"
 cd "$out"

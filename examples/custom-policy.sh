@@ -9,9 +9,10 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 bin=$top/bin
-model=${1:-$top/../shared/models/stories260K/stories260K.bin}
+shared=${SHARED:-$top/../shared}
+model=${1:-$shared/models/stories260K/stories260K.bin}
 out=${2:-$(mktemp -d)}
-text=${TEXT:-$top/../shared/data/tinystories/dev.txt}
+text=${TEXT:-$shared/data/tinystories/dev.txt}
 mkdir -p "$out"
 cd "$out"
 

@@ -42,7 +42,7 @@ threads=${SHARD_THREADS:-$((cores / n))}
 stamp="$* $(rl_id "$teacher")"
 
 # start the shards that are not complete from an earlier run with the same options
-running= i=0
+running='' i=0
 while [ "$i" -lt "$n" ]; do
 	s=$dest.shard-$i-of-$n
 	if [ "$(cat "$s.from" 2>/dev/null)" = "$stamp" ] && "$bin/tsdump" "$s" >/dev/null 2>&1; then

@@ -36,7 +36,9 @@ cd "$out"
 if [ -z "$curated" ]; then
 	awk -v RS= -v ORS='\n\n' 'NR % 2 { print > "train.txt.tmp"; next } { print > "eval.txt.tmp" }' "$text"
 	[ -s train.txt.tmp ] && [ -s eval.txt.tmp ] || rl_die "$text: fewer than two documents (blank-line separated) to split"
-	for f in train eval; do cmp -s $f.txt.tmp $f.txt && rm $f.txt.tmp || mv $f.txt.tmp $f.txt; done
+	for f in train eval; do # an unchanged half keeps its date, so what was made from it is reused
+		if cmp -s $f.txt.tmp $f.txt; then rm $f.txt.tmp; else mv $f.txt.tmp $f.txt; fi
+	done
 	curated=train.txt evaltext=eval.txt
 	rl_say "training text: the odd documents of $text; evaluation: the even ones"
 else

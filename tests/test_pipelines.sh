@@ -117,6 +117,7 @@ no_output sharded_gen_failed_no_output "$TMP/bad.msgpack"
 
 # --- remote-distill.sh: locally, then over ssh to an sshd of our own ---
 GEN="-n 12 --max-len 48 --seed 2" DIS="-r 2 --epochs 1 -t 1"
+# shellcheck disable=SC2086 # GEN and DIS are lists of options
 "$BIN/teacher-gen" $GEN -o "$TMP/rs.msgpack" "$TMP/fp.msgpack" 2>/dev/null
 # shellcheck disable=SC2086
 "$BIN/distill" $DIS --samples "$TMP/rs.msgpack" -o "$TMP/file.adapter" "$TMP/q.msgpack" 2>/dev/null
@@ -157,6 +158,7 @@ start_sshd() {
 		EOF
 		"$sshd" -D -e -f "$d/sshd_config" 2>"$d/sshd.log" &
 		SSHD_PID=$!
+		trap 'kill $SSHD_PID 2>/dev/null; rm -rf "$TMP"' EXIT
 		i=0
 		while [ $i -lt 50 ] && kill -0 $SSHD_PID 2>/dev/null && ! grep -q 'Server listening' "$d/sshd.log"; do sleep 0.1; i=$((i + 1)); done
 		if grep -q 'Server listening' "$d/sshd.log"; then
