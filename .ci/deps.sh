@@ -5,13 +5,16 @@
 #          (Debian's nodejs npm, unless node and npm are there already), and from
 #          the npm registry into build/npm: @huggingface/gguf (GGUF files read by
 #          a parser we did not write) and Hugging Face's tokenizers; LONG=1 adds
-#          node-llama-cpp with its prebuilt CPU library (llama.cpp runs our GGUF)
+#          node-llama-cpp with its prebuilt CPU library (llama.cpp runs our GGUF);
+#          jq and libxml2-utils (xmllint) read back the pipelines' JSON and SVG;
+#          openssh-server and openssh-client for the remote stage over loopback
 #   bench and reference scripts: python3-torch python3-numpy
 #   make fuzz: clang, for libFuzzer (DEPS_FUZZ=1)
 set -e
 cd "$(dirname "$0")/.."
 pkgs="gcc make pkg-config libmsgpack-dev libopenblas-dev libarchive-dev libpcre2-dev libutf8proc-dev"
 pkgs="$pkgs python3-torch python3-numpy"
+pkgs="$pkgs jq libxml2-utils openssh-server openssh-client"
 [ "${DEPS_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang"
 missing=
 for p in $pkgs; do

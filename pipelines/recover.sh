@@ -25,28 +25,15 @@ model=${1:-${RECOVER_MODEL:-}}
 out=${2:-$top/out}
 
 say() { echo "recover: $*" >&2; }
+rl_name=recover
+. "$here/lib.sh"
 
 sh "$top/.ci/deps.sh"
 make -s -C "$top" all >&2
 bin=$top/bin
 mkdir -p "$out"
 
-if [ -z "$model" ]; then
-	if [ -f "$shared/models/stories260K/stories260K.bin" ]; then
-		model=$shared/models/stories260K/stories260K.bin
-		say "model: stories260K ($model)"
-	else
-		cat > "$out/random-config.json" <<'JSON'
-{"model_type": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 5,
- "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 512, "max_position_embeddings": 512}
-JSON
-		if [ ! -s "$out/random.msgpack" ]; then
-			"$bin/qpack" -p f32 --random "$out/random-config.json" --seed 1 -o "$out/random.msgpack"
-		fi
-		model=$out/random.msgpack
-		say "model: no stories260K at $shared/models; using a RANDOM-WEIGHT model (seed 1): figures below describe no real model"
-	fi
-fi
+[ -n "$model" ] || model=$(rl_default_model "$out")
 text=${RECOVER_TEXT:-$shared/data/tinystories/dev.txt}
 [ -f "$text" ] || { say "no evaluation text at $text (set RECOVER_TEXT)"; exit 1; }
 
