@@ -36,6 +36,20 @@ fi
 expect_fail example_evaluate_adapter_wrong_student "trained on the model of content" \
 	sh "$E/evaluate-adapter.sh" "$TMP/cd/student.msgpack" "$TMP/cp/adapter.msgpack"
 
+# llama.cpp's files: the student and adapter apart, and merged; each scores like the original
+if TEXT=$TMP/dev.txt sh "$E/export-llamacpp.sh" "$TMP/cp/student.msgpack" "$TMP/cp/adapter.msgpack" "$TMP/ex" \
+	>"$TMP/ex.out" 2>&1 && grep -q 'score like' "$TMP/ex.out" &&
+	"$BIN/evalrun" --task "ppl:$TMP/dev.txt" "$TMP/ex/student.gguf" | grep -q 'student.gguf' &&
+	[ "$(grep -c 'allowed' "$TMP/ex.out")" = 2 ] && [ ! -e "$TMP/ex/merged.msgpack" ]; then
+	pass example_export_llamacpp
+else
+	fail example_export_llamacpp "$(tail -n 3 "$TMP/ex.out" | tr '\n' ' ')"
+fi
+"$BIN/lora-merge" --pack "$TMP/cp.tar" "$TMP/cp/student.msgpack" "$TMP/cp/adapter.msgpack" 2>/dev/null
+check example_export_llamacpp_pack env TEXT="$TMP/dev.txt" sh "$E/export-llamacpp.sh" "$TMP/cp.tar" "$TMP/expack"
+expect_fail example_export_llamacpp_wrong_student "trained on the model of content" \
+	sh "$E/export-llamacpp.sh" "$TMP/cd/student.msgpack" "$TMP/cp/adapter.msgpack" "$TMP/exbad"
+
 if [ "${LONG:-0}" != 1 ]; then
 	skip examples_long "inspect-stream and compare-storage take minutes; make check-long runs them"
 	t_done
