@@ -146,3 +146,6 @@ if /usr/bin/python3 -c 'import numpy' 2>/dev/null; then
 else
 	echo "HF bf16 import: not measured (no python3-numpy)"
 fi
+
+# --- distill: training tokens/s against PyTorch, FLOP/s against sgemm, peak RSS (bench/distill.sh) ---
+sh "$top/bench/distill.sh"
