@@ -31,5 +31,9 @@ void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, siz
 /* y[r] = W row r . x for rows [r0, r1), on the calling thread: the per-row
  * arithmetic of rl_gemv_f32. */
 void rl_dot_rows_f32(const float *W, const float *x, float *y, int64_t r0, int64_t r1, int IC);
+/* Y[n][r] = W row r . X row n for rows [r0, r1) of W (row stride ldw) and the
+ * N vectors, on the calling thread, each output as rl_gemv_f32 computes it. */
+void rl_gemm_rows_block_f32(const float *W, size_t ldw, int64_t r0, int64_t r1, int N, const float *X, size_t ldx,
+			    float *Y, size_t ldy, int IC);
 
 #endif
