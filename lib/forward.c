@@ -246,6 +246,51 @@ static void lora_forward(rl_forward *f, float *out, const float *inp, const rl_a
 	}
 }
 
+/* Batch-invariant products with stored weights of any dtype: each part of the
+ * rows is dequantized DQ_ROWS at a time into its own piece of f->tile and
+ * multiplied by every vector there: outputs bit for bit rl_dqgemm_rows's. */
+enum { DQ_ROWS = 24 };
+
+typedef struct {
+	const rl_forward *f;
+	const rl_tensor *w;
+	const float *X;
+	float *Y;
+	int OC, IC, N, parts;
+	int64_t per; /* rows a part */
+} dq_job;
+
+static void dq_part(void *arg, int64_t p0, int64_t p1)
+{
+	const dq_job *j = arg;
+	size_t rb = rl_row_bytes(j->w->dtype, (uint64_t)j->IC);
+	for (int64_t p = p0; p < p1; p++) {
+		float *tile = j->f->tile + (size_t)p * DQ_ROWS * j->f->maxin;
+		int64_t end = (p + 1) * j->per < j->OC ? (p + 1) * j->per : j->OC;
+		for (int64_t r = p * j->per; r < end; r += DQ_ROWS) {
+			int nr = end - r < DQ_ROWS ? (int)(end - r) : DQ_ROWS;
+			for (int i = 0; i < nr; i++)
+				rl_dtypes[j->w->dtype].to_float((const char *)j->w->data + (size_t)(r + i) * rb,
+								tile + (size_t)i * j->IC, (size_t)j->IC);
+			rl_gemm_rows_block_f32(tile, (size_t)j->IC, 0, nr, j->N, j->X, (size_t)j->IC, j->Y + r, (size_t)j->OC,
+					       j->IC);
+		}
+	}
+}
+
+static void dequant_gemm_rows(const rl_forward *f, float *out, const float *inp, const rl_tensor *w, int N)
+{
+	int OC = (int)w->shape[0], IC = (int)w->shape[1];
+	int parts = rl_parallel_threads();
+	if (parts > TILE_ROWS / DQ_ROWS)
+		parts = TILE_ROWS / DQ_ROWS;
+	int64_t per = ((int64_t)OC + parts - 1) / parts;
+	per = (per + 15) / 16 * 16;
+	parts = (int)((OC + per - 1) / per);
+	dq_job j = { f, w, inp, out, OC, IC, N, parts, per };
+	rl_parallel_for(parts, 1, dq_part, &j);
+}
+
 /* out (N, OC) = inp (N, IC) . W^T, W (OC, IC) in any storage; bias (OC) or NULL */
 static void linear_forward(rl_forward *f, float *out, const float *inp, const rl_tensor *w,
 			   const rl_tensor *bias, int N)
@@ -261,7 +306,7 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 				    w->data, IC, 0.0f, out, OC);
 	} else if (f->exact) {
 		/* batch-invariant: each row dequantized once per batch, the same for every N */
-		rl_dqgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC);
+		dequant_gemm_rows(f, out, inp, w, N);
 	} else if (N == 1 && rl_dtype_fused(w->dtype)) {
 		/* decode reads the packed weights once */
 		rl_qgemm_rows(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC, f->qscratch);
@@ -420,8 +465,7 @@ enum { GMAX = 4 }; /* query heads of a kv head taken together */
 
 /* NG query heads (q, out: NG rows of D) over P positions. D a multiple of 8;
  * Kt's rows hold at least P rounded up to 8 positions (those past P are
- * ignored); s: scratch of NG x P8 floats. The values' weighted sum runs in two
- * accumulators, even and odd positions, added at the end. */
+ * ignored); s: scratch of NG x P8 floats. */
 static inline __attribute__((always_inline)) AVX2 void decode_heads_avx2(int NG, float *out, const float *q,
 									 const float *Kt, size_t ldk,
 									 const float *Vh, int P, int D, float scale,
@@ -434,7 +478,43 @@ static inline __attribute__((always_inline)) AVX2 void decode_heads_avx2(int NG,
 #pragma GCC unroll 4
 	for (int g = 0; g < NG; g++)
 		mx[g] = ninf;
-	for (int j = 0; j < P8; j += 8) {
+	/* blocks of 8 positions, JB at a time for independent chains; each score
+	 * sums its D products in order whatever the blocking */
+	const int JB = NG <= 2 ? 4 : 2;
+	int j = 0;
+	for (; j + 8 * JB <= P8; j += 8 * JB) {
+		__m256 acc[GMAX][4];
+#pragma GCC unroll 4
+		for (int g = 0; g < NG; g++)
+#pragma GCC unroll 4
+			for (int b = 0; b < JB; b++)
+				acc[g][b] = _mm256_setzero_ps();
+		const float *k = Kt + j;
+		for (int e = 0; e < D; e++, k += ldk) {
+			__m256 kv[4];
+#pragma GCC unroll 4
+			for (int b = 0; b < JB; b++)
+				kv[b] = _mm256_loadu_ps(k + 8 * b);
+#pragma GCC unroll 4
+			for (int g = 0; g < NG; g++) {
+				__m256 qe = _mm256_broadcast_ss(q + (size_t)g * D + e);
+#pragma GCC unroll 4
+				for (int b = 0; b < JB; b++)
+					acc[g][b] = _mm256_fmadd_ps(qe, kv[b], acc[g][b]);
+			}
+		}
+#pragma GCC unroll 4
+		for (int b = 0; b < JB; b++) {
+			__m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(P - j - 8 * b), lane));
+#pragma GCC unroll 4
+			for (int g = 0; g < NG; g++) {
+				__m256 v = _mm256_blendv_ps(ninf, _mm256_mul_ps(acc[g][b], vscale), valid);
+				_mm256_storeu_ps(s + (size_t)g * P8 + j + 8 * b, v);
+				mx[g] = _mm256_max_ps(mx[g], v);
+			}
+		}
+	}
+	for (; j < P8; j += 8) {
 		__m256 acc[GMAX];
 #pragma GCC unroll 4
 		for (int g = 0; g < NG; g++)
@@ -463,37 +543,45 @@ static inline __attribute__((always_inline)) AVX2 void decode_heads_avx2(int NG,
 		for (int j = 0; j < P8; j += 8) {
 			__m256 x = _mm256_loadu_ps(sg + j);
 			__m256 valid = _mm256_cmp_ps(x, ninf, _CMP_NEQ_OQ);
-			__m256 p = _mm256_and_ps(rl_exp_neg_avx2(_mm256_sub_ps(x, m)), valid);
+			__m256 p = _mm256_and_ps(rl_exp_avx2(_mm256_sub_ps(x, m)), valid);
 			_mm256_storeu_ps(sg + j, p);
 			sum = _mm256_add_ps(sum, p);
 		}
 		inv[g] = 1.0f / rl_lanes_sum_avx2(sum);
 	}
+	/* the values' weighted sum: JV accumulators, position j in number j % JV,
+	 * added in pairs at the end */
+	const int JV = NG <= 2 ? 4 : 2;
 	for (int d = 0; d < D; d += 8) {
-		__m256 even[GMAX], odd[GMAX];
+		__m256 acc[GMAX][4];
 #pragma GCC unroll 4
 		for (int g = 0; g < NG; g++)
-			even[g] = odd[g] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+			for (int b = 0; b < JV; b++)
+				acc[g][b] = _mm256_setzero_ps();
 		const float *v = Vh + d;
 		int j = 0;
-		for (; j + 2 <= P; j += 2, v += 2 * (size_t)D) {
-			__m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + D);
+		for (; j + JV <= P; j += JV, v += (size_t)JV * D) {
 #pragma GCC unroll 4
-			for (int g = 0; g < NG; g++) {
-				even[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j), v0, even[g]);
-				odd[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j + 1), v1, odd[g]);
+			for (int b = 0; b < JV; b++) {
+				__m256 vb = _mm256_loadu_ps(v + (size_t)b * D);
+#pragma GCC unroll 4
+				for (int g = 0; g < NG; g++)
+					acc[g][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j + b), vb, acc[g][b]);
 			}
 		}
-		if (j < P) {
-			__m256 v0 = _mm256_loadu_ps(v);
+		for (int b = 0; j < P; j++, b++, v += D) {
+			__m256 vb = _mm256_loadu_ps(v);
 #pragma GCC unroll 4
 			for (int g = 0; g < NG; g++)
-				even[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j), v0, even[g]);
+				acc[g][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j), vb, acc[g][b]);
 		}
 #pragma GCC unroll 4
-		for (int g = 0; g < NG; g++)
-			_mm256_storeu_ps(out + (size_t)g * D + d,
-					 _mm256_mul_ps(_mm256_add_ps(even[g], odd[g]), _mm256_set1_ps(inv[g])));
+		for (int g = 0; g < NG; g++) {
+			__m256 t = JV == 4 ? _mm256_add_ps(_mm256_add_ps(acc[g][0], acc[g][1]), _mm256_add_ps(acc[g][2], acc[g][3]))
+					   : _mm256_add_ps(acc[g][0], acc[g][1]);
+			_mm256_storeu_ps(out + (size_t)g * D + d, _mm256_mul_ps(t, _mm256_set1_ps(inv[g])));
+		}
 	}
 }
 
@@ -556,6 +644,39 @@ static void decode_attention(void *arg, int64_t p0, int64_t p1)
 static inline float silu(float x)
 {
 	return x / (1.0f + expf(-x));
+}
+
+/* h (N, F) = silu(h) * u row by row: whole 8-lane chunks of each row with the
+ * vector exp, its last F % 8 scalar, so a token's numbers never depend on N */
+#if defined(__x86_64__)
+static AVX2 void swiglu_avx2(float *h, const float *u, int N, int F)
+{
+	__m256 one = _mm256_set1_ps(1.0f);
+	for (int n = 0; n < N; n++) {
+		float *hn = h + (size_t)n * F;
+		const float *un = u + (size_t)n * F;
+		int i = 0;
+		for (; i + 8 <= F; i += 8) {
+			__m256 x = _mm256_loadu_ps(hn + i);
+			__m256 e = rl_exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
+			_mm256_storeu_ps(hn + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(un + i)));
+		}
+		for (; i < F; i++)
+			hn[i] = silu(hn[i]) * un[i];
+	}
+}
+#endif
+
+static void swiglu(float *h, const float *u, int N, int F)
+{
+#if defined(__x86_64__)
+	if (rl_cpu_avx2()) {
+		swiglu_avx2(h, u, N, F);
+		return;
+	}
+#endif
+	for (size_t i = 0; i < (size_t)N * F; i++)
+		h[i] = silu(h[i]) * u[i];
 }
 
 /* decode scores: a scratch for each of parts ranges */
@@ -673,8 +794,7 @@ int rl_forward_run(rl_forward *f, rl_kvcache *cache, int nseq, const rl_seq *seq
 			rmsnorm(f->xb + (size_t)n * C, f->x + (size_t)n * C, L->ffn_norm->data, C, eps);
 		linear_forward(f, f->hb, f->xb, L->ffn_gate, NULL, N);
 		linear_forward(f, f->hb2, f->xb, L->ffn_up, NULL, N);
-		for (size_t i = 0; i < (size_t)N * F; i++)
-			f->hb[i] = silu(f->hb[i]) * f->hb2[i];
+		swiglu(f->hb, f->hb2, N, F);
 		linear_forward(f, f->xb, f->hb, L->ffn_down, NULL, N);
 		for (size_t i = 0; i < (size_t)N * C; i++)
 			f->x[i] += f->xb[i];

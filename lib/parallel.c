@@ -286,7 +286,9 @@ static inline __attribute__((always_inline)) AVX2 void tile_avx2(int R, int NV, 
 				TILE(1, 1, W + r * ldw, ldw, x, ldx, y + r, ldy, IC);                             \
 			return;                                                                                     \
 		}                                                                                                  \
-		int64_t block = 48;                                                                                \
+		int64_t block = (96 << 10) / ((int64_t)IC * 4 * TILE_R) * TILE_R; /* ~96 KiB of rows */          \
+		if (block < TILE_R)                                                                                \
+			block = TILE_R;                                                                            \
 		for (int64_t b = r0; b < r1; b += block) {                                                         \
 			int64_t e = b + block < r1 ? b + block : r1;                                                 \
 			for (int64_t n = n0; n < n1; n += TILE_NV) {                                                 \

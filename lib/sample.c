@@ -252,7 +252,7 @@ static AVX2 double sum_exp_avx2(const float *z, int V, float mx, float scale, fl
 	__m256d lo = _mm256_setzero_pd(), hi = lo;
 	int i = 0;
 	for (; i + 8 <= V; i += 8) {
-		__m256 e = rl_exp_neg_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + i), vm), vs));
+		__m256 e = rl_exp_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + i), vm), vs));
 		if (out) {
 			if (ban >= i && ban < i + 8) {
 				_mm256_storeu_ps(out + i, e);

@@ -5,12 +5,13 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/* e^x for x <= 0, 8 lanes: 2^n . p(r) with n = round(x / ln 2), r = x - n ln 2
- * in two parts and p Cephes' degree-6 polynomial (about 1 ulp); lanes below
- * -87.3 give about 2^-126 rather than 0, and -inf gives that too: mask them. */
-static inline __attribute__((always_inline, target("avx2,fma"))) __m256 rl_exp_neg_avx2(__m256 x)
+/* e^x, 8 lanes: 2^n . p(r) with n = round(x / ln 2), r = x - n ln 2 in two
+ * parts and p Cephes' degree-6 polynomial (about 1 ulp). x is first clamped to
+ * [-87.3, 88]: lanes below give about 2^-126 rather than 0 (-inf too: mask
+ * them), lanes above about 2^127 rather than inf. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256 rl_exp_avx2(__m256 x)
 {
-	x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+	x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.0f));
 	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
 				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
