@@ -570,11 +570,15 @@ static inline __attribute__((always_inline)) AVX2 void decode_heads_avx2(int NG,
 					acc[g][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j + b), vb, acc[g][b]);
 			}
 		}
-		for (int b = 0; j < P; j++, b++, v += D) {
-			__m256 vb = _mm256_loadu_ps(v);
+		/* the last P % JV positions; b a constant once unrolled, so acc stays in registers */
+#pragma GCC unroll 4
+		for (int b = 0; b < JV; b++) {
+			if (j + b >= P)
+				break;
+			__m256 vb = _mm256_loadu_ps(v + (size_t)b * D);
 #pragma GCC unroll 4
 			for (int g = 0; g < NG; g++)
-				acc[g][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j), vb, acc[g][b]);
+				acc[g][b] = _mm256_fmadd_ps(_mm256_broadcast_ss(s + (size_t)g * P8 + j + b), vb, acc[g][b]);
 		}
 #pragma GCC unroll 4
 		for (int g = 0; g < NG; g++) {

@@ -178,6 +178,94 @@ static void sort_descending(uint64_t *a, int n)
 	}
 }
 
+/* the smallest of the maxima of the k blocks {i, i + k, i + 2k, ...}; m: k floats */
+static float threshold_generic(const float *z, int V, int k, float *m)
+{
+	for (int i = 0; i < k; i++)
+		m[i] = z[i];
+	for (int b = k; b < V; b += k) {
+		const float *p = z + b;
+		int len = V - b < k ? V - b : k;
+		for (int i = 0; i < len; i++)
+			m[i] = p[i] > m[i] ? p[i] : m[i];
+	}
+	float t = INFINITY;
+	for (int i = 0; i < k; i++)
+		t = m[i] < t ? m[i] : t;
+	return t;
+}
+
+/* the keys of the values >= t, in id order; returns their number */
+static int gather_generic(const float *z, int V, float t, uint64_t *keys)
+{
+	int n = 0;
+	for (int i = 0; i < V; i++) {
+		keys[n] = topk_key(z[i], i); /* index n <= i: inside keys */
+		n += z[i] >= t;
+	}
+	return n;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define TK_AVX2 __attribute__((target("avx2,fma")))
+
+/* as threshold_generic; max(p, m) is p > m ? p : m lane for lane, NaNs included */
+static TK_AVX2 float threshold_avx2(const float *z, int V, int k, float *m)
+{
+	for (int i = 0; i < k; i++)
+		m[i] = z[i];
+	for (int b = k; b < V; b += k) {
+		const float *p = z + b;
+		int len = V - b < k ? V - b : k, i = 0;
+		for (; i + 8 <= len; i += 8)
+			_mm256_storeu_ps(m + i, _mm256_max_ps(_mm256_loadu_ps(p + i), _mm256_loadu_ps(m + i)));
+		for (; i < len; i++)
+			m[i] = p[i] > m[i] ? p[i] : m[i];
+	}
+	float t = INFINITY;
+	for (int i = 0; i < k; i++)
+		t = m[i] < t ? m[i] : t;
+	return t;
+}
+
+static TK_AVX2 int gather_avx2(const float *z, int V, float t, uint64_t *keys)
+{
+	__m256 vt = _mm256_set1_ps(t);
+	int n = 0, i = 0;
+	for (; i + 8 <= V; i += 8) {
+		unsigned bits = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(z + i), vt, _CMP_GE_OQ));
+		while (bits) {
+			int b = __builtin_ctz(bits);
+			keys[n++] = topk_key(z[i + b], i + b);
+			bits &= bits - 1;
+		}
+	}
+	for (; i < V; i++)
+		if (z[i] >= t)
+			keys[n++] = topk_key(z[i], i);
+	return n;
+}
+#endif
+
+static float topk_threshold(const float *z, int V, int k, float *m)
+{
+#if defined(__x86_64__)
+	if (rl_cpu_avx2())
+		return threshold_avx2(z, V, k, m);
+#endif
+	return threshold_generic(z, V, k, m);
+}
+
+static int topk_gather(const float *z, int V, float t, uint64_t *keys)
+{
+#if defined(__x86_64__)
+	if (rl_cpu_avx2())
+		return gather_avx2(z, V, t, keys);
+#endif
+	return gather_generic(z, V, t, keys);
+}
+
 void rl_topk(const float *z, int V, int k, int *ids, float *vals, uint64_t *scratch)
 {
 	if (k > V)
@@ -189,20 +277,11 @@ void rl_topk(const float *z, int V, int k, int *ids, float *vals, uint64_t *scra
 		return;
 	}
 	/* every one of k disjoint blocks has its largest value >= the smallest
-	 * of those maxima, t: so the top k are among the values >= t */
-	int bs = V / k, n = 0;
-	float t = INFINITY;
-	for (int b = 0; b < k; b++) {
-		const float *p = z + (size_t)b * bs;
-		int len = b == k - 1 ? V - b * bs : bs;
-		float m = p[0];
-		for (int i = 1; i < len; i++)
-			m = p[i] > m ? p[i] : m;
-		t = m < t ? m : t;
-	}
-	for (int i = 0; i < V; i++)
-		if (z[i] >= t)
-			scratch[n++] = topk_key(z[i], i);
+	 * of those maxima, t: so the top k are among the values >= t. Block i
+	 * holds the ids = i (mod k): their maxima are elementwise maxima of
+	 * consecutive runs of k values, which vectorise. */
+	float t = topk_threshold(z, V, k, (float *)scratch);
+	int n = topk_gather(z, V, t, scratch);
 	if (n < k) { /* a NaN among the values: the order no longer holds */
 		topk_heap(z, V, k, ids, vals);
 		return;
