@@ -4,6 +4,7 @@
 #include <err.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,39 @@ static void step_part(void *arg, int64_t p0, int64_t p1)
 	for (int64_t p = p0; p < p1; p++)
 		for (int64_t a = j->na * p / j->parts; a < j->na * (p + 1) / j->parts; a++)
 			step_sequence(j, (int)a, &j->sc[p]);
+}
+
+/* A small model's whole step on each thread: part p runs the forward pass of
+ * its own run of the sequences in its own workspace, then records and samples
+ * them. One hand-off a step instead of one a matrix product, which matters on
+ * a busy machine; the numbers are the same, as a sequence's never depend on
+ * the batch it shares. */
+enum { SPLIT_MAX_BYTES = 64 << 20 };
+
+typedef struct {
+	const step_job *sj;
+	rl_forward **fw;       /* (parts) */
+	rl_kvcache *kv;
+	atomic_int failed;
+	char err[512];
+} split_job;
+
+static void split_part(void *arg, int64_t p0, int64_t p1)
+{
+	split_job *j = arg;
+	const step_job *sj = j->sj;
+	for (int64_t p = p0; p < p1; p++) {
+		int a0 = (int)(sj->na * p / sj->parts), a1 = (int)(sj->na * (p + 1) / sj->parts);
+		if (a0 == a1)
+			continue;
+		if (rl_forward_run(j->fw[p], j->kv, a1 - a0, sj->seqs + a0, (float *)sj->logits + sj->row0[a0] * sj->V)) {
+			if (!atomic_exchange(&j->failed, 1))
+				snprintf(j->err, sizeof j->err, "%s", rl_err());
+			continue;
+		}
+		for (int a = a0; a < a1; a++)
+			step_sequence(sj, a, &sj->sc[p]);
+	}
 }
 
 /* an option's value, or a usage error naming the option */
@@ -374,7 +408,22 @@ int main(int argc, char **argv)
 	int *which = malloc((size_t)batch * sizeof(int));
 	size_t *row0 = malloc((size_t)batch * sizeof(size_t));
 	int32_t *t32 = malloc((size_t)max_len * sizeof(int32_t));
-	int nparts = rl_parallel_threads() < batch ? rl_parallel_threads() : (int)batch;
+	/* the weights read a step (the embedding is looked up) decide how threads share it */
+	size_t wbytes = 0;
+	for (int i = 0; i < m.ntensors; i++)
+		if (&m.tensors[i] != m.token_embd)
+			wbytes += m.tensors[i].bytes;
+	int split = rl_parallel_threads() > 1 && wbytes <= SPLIT_MAX_BYTES;
+	/* split: two runs of sequences a thread, so a late thread's are taken by the others */
+	int nparts = rl_parallel_threads() * (split ? 2 : 1);
+	if (nparts > batch)
+		nparts = (int)batch;
+	rl_forward **fw = split ? calloc((size_t)nparts, sizeof *fw) : NULL;
+	if (split && !fw)
+		errx(1, "out of memory");
+	for (int p = 0; split && p < nparts; p++)
+		if (!(fw[p] = rl_forward_new(&m, (int)max_tokens, (int)max_len)) || rl_forward_set_batch_invariant(fw[p], 1))
+			errx(1, "%s", rl_err());
 	scratch *sc = calloc((size_t)nparts, sizeof *sc);
 	if (!slots || !logits || !seqs || !which || !row0 || !t32 || !sc)
 		errx(1, "out of memory");
@@ -467,13 +516,20 @@ int main(int argc, char **argv)
 			if (na == 0)
 				continue;
 			any = 1;
-			if (rl_forward_run(f, &kv, na, seqs, logits))
-				errx(1, "%s", rl_err());
 			for (int a = 0, r = 0; a < na; r += seqs[a].ntok, a++)
 				row0[a] = (size_t)r;
 			step_job sj = { slots, which, seqs, row0, logits, sc, na, na < nparts ? na : nparts, V, eos, bos, qat,
 					f32_logits, k, sample_top_k, min_len, max_len, temp, top_p, kd_temp };
-			rl_parallel_for(sj.parts, 1, step_part, &sj);
+			if (split) {
+				split_job xj = { .sj = &sj, .fw = fw, .kv = &kv };
+				rl_parallel_for(sj.parts, 1, split_part, &xj);
+				if (atomic_load(&xj.failed))
+					errx(1, "%s", xj.err);
+			} else {
+				if (rl_forward_run(f, &kv, na, seqs, logits))
+					errx(1, "%s", rl_err());
+				rl_parallel_for(sj.parts, 1, step_part, &sj);
+			}
 			/* finished samples go out in slot order, whatever thread made them */
 			for (int a = 0; a < na && !failed; a++) {
 				slot *s = &slots[which[a]];
@@ -550,6 +606,9 @@ int main(int argc, char **argv)
 	starts_free(&st);
 	rl_kvcache_free(&kv);
 	rl_forward_free(f);
+	for (int p = 0; split && p < nparts; p++)
+		rl_forward_free(fw[p]);
+	free(fw);
 	rl_model_free(&m);
 	return 0;
 }
