@@ -1,8 +1,8 @@
 #!/bin/sh
 # tgen.sh: teacher-gen's tokens/s against a PyTorch generation loop with a KV
 # cache over the same shapes (bench/torch_generate.py), same thread count, at
-# batch 1 and 32; medians of REPS runs each (ours here, PyTorch's inside its
-# script). Called by run.sh; alone:
+# batch 1 and 32; REPS repetitions, each timing ours then PyTorch's, the ratio
+# the median of theirs. Called by run.sh; alone:
 #   sh bench/tgen.sh [F32_MODEL QUANT_MODEL CONFIG]
 # stories260K always; the 0.6B shape when its model streams are given.
 # TGEN_THREADS (default 2), TGEN_REPS (3), TGEN_BIN (another teacher-gen to time).
@@ -14,26 +14,33 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/rltgen.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 get() { printf '%s' "$1" | sed -n "s/.*\"$2\": *\([0-9.eE+-]*\).*/\1/p"; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-rate() { # rate ARGS...: the median of teacher-gen's generated tokens/s over the repetitions
-	for r in $(seq "$reps"); do
-		"${TGEN_BIN:-$top/bin/teacher-gen}" -t "$threads" -o "$work/tg.msgpack" "$@" 2>&1 >/dev/null |
-			sed -n 's/.*(\([0-9]*\) tokens\/s).*/\1/p' | tail -n 1
-	done | median
+one() { # one ARGS...: teacher-gen's generated tokens/s in one run
+	"${TGEN_BIN:-$top/bin/teacher-gen}" -t "$threads" -o "$work/tg.msgpack" "$@" 2>&1 >/dev/null |
+		sed -n 's/.*(\([0-9]*\) tokens\/s).*/\1/p' | tail -n 1
 }
 have_torch=0
 /usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
+torch_one() { # torch_one CONFIG BATCH STEPS: PyTorch's tokens/s in one timed run (after its warm-up)
+	get "$(/usr/bin/python3 "$top/bench/torch_generate.py" "$1" --batch "$2" --steps "$3" --reps 1 --threads "$threads")" tokens_per_s
+}
+# side by side: each repetition times ours, then PyTorch, so that a change in the
+# machine's load between them moves both; the ratio is the median of the
+# repetitions' ratios, the rates the medians of each side's
+pair() { # pair MODEL CONFIG STEPS N BATCH: "ours torch ratio", medians
+	for r in $(seq "$reps"); do
+		o=$(one -n "$4" -b "$5" --max-len $(($3 + 1)) "$1")
+		p=0
+		[ "$have_torch" = 1 ] && p=$(torch_one "$2" "$5" "$3")
+		echo "$o $p"
+	done > "$work/pair"
+	printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/pair" | median)" "$(cut -d' ' -f2 "$work/pair" | median)" \
+		"$(awk '{ print ($2 > 0 ? $1 / $2 : 0) }' "$work/pair" | median)"
+}
 compare() { # compare LABEL MODEL TORCH_CONFIG STEPS N1 N32 GOAL
-	label=$1 model=$2 cfg=$3 steps=$4
-	o1=$(rate -n "$5" -b 1 --max-len $((steps + 1)) "$model")
-	o32=$(rate -n "$6" -b 32 --max-len $((steps + 1)) "$model")
-	p1=0 p32=0
-	if [ "$have_torch" = 1 ]; then
-		p1=$(get "$(/usr/bin/python3 "$top/bench/torch_generate.py" "$cfg" --batch 1 --steps "$steps" --reps "$reps" --threads "$threads")" tokens_per_s)
-		p32=$(get "$(/usr/bin/python3 "$top/bench/torch_generate.py" "$cfg" --batch 32 --steps "$steps" --reps "$reps" --threads "$threads")" tokens_per_s)
-	fi
-	awk -v l="$label" -v a="$o1" -v b="$o32" -v c="$p1" -v d="$p32" -v g="$7" 'BEGIN {
+	set -- "$@" $(pair "$2" "$3" "$4" "$5" 1) $(pair "$2" "$3" "$4" "$6" 32)
+	awk -v l="$1" -v a="$8" -v c="$9" -v r1="${10}" -v b="${11}" -v d="${12}" -v r32="${13}" -v g="$7" 'BEGIN {
 		printf "teacher-gen %s: batch 1 %s tok/s, batch 32 %s tok/s (batch-32 / batch-1 scaling %.2f)", l, a, b, b / a
-		if (c > 0) printf "; PyTorch %s and %s tok/s; ours / PyTorch: batch 1 %.2f, batch 32 %.2f (goal >= %s)", c, d, a / c, b / d, g
+		if (c > 0) printf "; PyTorch %s and %s tok/s; ours / PyTorch (median of the runs side by side): batch 1 %.2f, batch 32 %.2f (goal >= %s)", c, d, r1, r32, g
 		else printf "; PyTorch not measured (no python3-torch)"
 		printf "\n" }'
 }
