@@ -522,7 +522,7 @@ int main(int argc, char **argv)
 					f32_logits, k, sample_top_k, min_len, max_len, temp, top_p, kd_temp };
 			if (split) {
 				split_job xj = { .sj = &sj, .fw = fw, .kv = &kv };
-				rl_parallel_for(sj.parts, 1, split_part, &xj);
+				rl_parallel_each(sj.parts, split_part, &xj);
 				if (atomic_load(&xj.failed))
 					errx(1, "%s", xj.err);
 			} else {

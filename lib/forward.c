@@ -281,14 +281,15 @@ static void dq_part(void *arg, int64_t p0, int64_t p1)
 static void dequant_gemm_rows(const rl_forward *f, float *out, const float *inp, const rl_tensor *w, int N)
 {
 	int OC = (int)w->shape[0], IC = (int)w->shape[1];
-	int parts = rl_parallel_threads();
+	/* four parts a thread, each claimed alone, so that a descheduled thread holds up little */
+	int parts = 4 * rl_parallel_threads();
 	if (parts > TILE_ROWS / DQ_ROWS)
 		parts = TILE_ROWS / DQ_ROWS;
 	int64_t per = ((int64_t)OC + parts - 1) / parts;
 	per = (per + 15) / 16 * 16;
 	parts = (int)((OC + per - 1) / per);
 	dq_job j = { f, w, inp, out, OC, IC, N, parts, per };
-	rl_parallel_for(parts, 1, dq_part, &j);
+	rl_parallel_each(parts, dq_part, &j);
 }
 
 /* out (N, OC) = inp (N, IC) . W^T, W (OC, IC) in any storage; bias (OC) or NULL */

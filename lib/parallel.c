@@ -140,7 +140,8 @@ static void start_workers(void)
 	}
 }
 
-void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *arg)
+/* [0, n) in grain-sized chunks, cut into at most max_parts ranges to claim */
+static void parallel_run(int64_t n, int64_t grain, int64_t max_parts, void (*fn)(void *, int64_t, int64_t), void *arg)
 {
 	if (n <= 0)
 		return;
@@ -153,7 +154,7 @@ void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64
 	}
 	if (P.started + 1 < P.nthreads)
 		start_workers();
-	int parts = chunks < P.nthreads ? (int)chunks : P.nthreads;
+	int parts = (int)(chunks < max_parts ? chunks : max_parts);
 	P.fn = fn;
 	P.arg = arg;
 	P.n = n;
@@ -175,6 +176,16 @@ void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64
 			cpu_relax();
 		else
 			sched_yield();
+}
+
+void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+	parallel_run(n, grain, P.nthreads, fn, arg);
+}
+
+void rl_parallel_each(int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+	parallel_run(n, 1, n < INT32_MAX ? n : INT32_MAX, fn, arg);
 }
 
 /* ---- f32 products whose outputs do not depend on the batch ----
@@ -398,5 +409,6 @@ void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, siz
 	int64_t grain = 16;
 	while (grain * IC * 4 < (64 << 10) && grain < OC)
 		grain *= 2;
-	rl_parallel_for(OC, grain, gemm_part, &j);
+	/* four ranges a thread: one descheduled on a busy machine holds up a quarter of its share */
+	parallel_run(OC, grain, 4 * (int64_t)P.nthreads, gemm_part, &j);
 }

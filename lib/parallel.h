@@ -14,6 +14,10 @@
 /* Runs fn(arg, begin, end) over [0, n) split into at most rl_parallel_threads()
  * contiguous ranges whose bounds are multiples of grain (except the last end). */
 void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
+/* Runs fn(arg, i, i + 1) for every i in [0, n), each claimed on its own by
+ * whichever thread is free: for a few heavy items, where a thread that is
+ * descheduled on a busy machine should hold up no more than the one it runs. */
+void rl_parallel_each(int64_t n, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
 
 /* n >= 1; starts or stops workers as needed. */
 void rl_parallel_set_threads(int n);
