@@ -12,6 +12,7 @@
 #include "policy.h"
 #include "quant.h"
 #include "t.h"
+#include "int8_check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static double urand(void)
@@ -288,7 +289,7 @@ static void test_qgemv(void)
 				int IC = ics[k];
 				size_t rb = rl_row_bytes((rl_dtype)dt, IC);
 				float *w = malloc((size_t)OC * IC * 4), *x = malloc(IC * 4), *y = malloc(OC * 4),
-				      *yr = malloc(OC * 4), *scratch = malloc((IC + IC / 16 + 1) * 4), *row = malloc(IC * 4);
+				      *yr = malloc(OC * 4), *scratch = malloc(rl_qgemv_scratch(IC, 1) * 4), *row = malloc(IC * 4);
 				unsigned char *W = malloc(OC * rb);
 				for (int i = 0; i < OC * IC; i++)
 					w[i] = nrand() * 0.05f + 0.01f;
@@ -322,6 +323,24 @@ static void test_qgemv(void)
 		      "error %.3g of 1e-6 x sum|terms| at %s", worst, where);
 	}
 	rl_qgemv_select(-1);
+}
+
+static void fill_group_row(rl_dtype dt, int IC, int r, float *w)
+{
+	(void)dt;
+	for (int i = 0; i < IC; i++)
+		w[i] = nrand() * 0.05f + 0.01f * ((r * IC + i) % 3);
+}
+
+/* 8-bit activations through every group format (int8_check.h), rows that are
+ * whole groups, ragged, and shorter than a group */
+static void test_qgemv_int8(void)
+{
+	static const int ics[] = { 64, 172, 256, 300, 1024 };
+	rl_dtype dts[RL_Q4_0 - RL_Q2G16];
+	for (int dt = RL_Q2G16; dt < RL_Q4_0; dt++)
+		dts[dt - RL_Q2G16] = (rl_dtype)dt;
+	int8_check("qgemv_int8", dts, RL_Q4_0 - RL_Q2G16, ics, 5, 37, fill_group_row, nrand);
 }
 
 /* to_float of a row (vectorized where the CPU allows) equals the format's own
@@ -365,5 +384,6 @@ int main(void)
 	test_tensor();
 	test_policy();
 	test_qgemv();
+	test_qgemv_int8();
 	return t_done();
 }
