@@ -19,6 +19,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_REPLAY := $(patsubst fuzz/fuzz_%.c,fuzz/replay_%,$(FUZZ_SRC))
 MAN1 := $(wildcard man/man1/*.1)
 MAN5 := $(wildcard man/man5/*.5)
+MAN7 := $(wildcard man/man7/*.7)
 
 .PHONY: all check check-long check-sanitize fuzz bench install clean deps
 
@@ -78,20 +79,22 @@ fuzz:
 	@SHARED=$(abspath ../shared) FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh build/fuzz $(FUZZ_SRC)
 
 check-long:
-	@sh .ci/deps.sh
+	@LONG=1 sh .ci/deps.sh
 	@$(MAKE) --no-print-directory all $(TEST_C)
 	@LONG=1 sh tests/run.sh $(TEST_C) $(TEST_SH)
 
 bench:
-	@DEPS_EXTRA=1 sh .ci/deps.sh
+	@sh .ci/deps.sh
 	@$(MAKE) --no-print-directory all $(BENCH_C)
 	@sh bench/run.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man7
 	install -m 755 $(TOOLS) $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(MAN1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(MAN5) $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 644 $(MAN7) $(DESTDIR)$(PREFIX)/share/man/man7
 
 clean:
 	rm -f lib/*.o lib/librecover.a $(TOOLS) $(TEST_C) $(BENCH_C) $(FUZZ_REPLAY)

@@ -1,6 +1,5 @@
 /* qpack: imports a model into a model stream, storing its tensors as a policy says. */
 #include <err.h>
-#include <math.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "model.h"
 #include "policy.h"
 #include "quant.h"
+#include "requant.h"
 #include "tool.h"
 
 static void usage(FILE *f)
@@ -25,84 +25,11 @@ static void usage(FILE *f)
 		"w4w2 (4-bit, ffn_gate and ffn_up 2-bit); -p f32 keeps full precision.\n");
 }
 
-typedef struct {
-	rl_policy *policy;
-	rl_quant_method method;
-	const rl_model *m;
-	const rl_importance *imp;  /* --importance, or NULL */
-	int quiet;
-	double bytes, weights;     /* totals over the 2-D tensors, for the summary */
-	double qbytes, qweights;   /* the blocks' quantized matrices only */
-} pack_ctx;
-
-typedef struct {
-	const rl_quant_stats *st;
-	const char *quantizer;  /* what chose the weights */
-	int quantized;
-} stats_arg;
-
-/* ggml's formats are always quantized by ggml's own rules (its imatrix ones
- * with importance and mse); our group formats by the method asked for. */
-static const char *quantizer_name(rl_dtype dt, rl_quant_method m, const float *imp)
+static void report(const rl_tensor *t, rl_dtype dt, const char *quantizer, const rl_quant_stats *st, void *arg)
 {
-	if (rl_dtypes[dt].group)
-		return rl_quant_method_name(m);
-	return imp && m == RL_QUANT_MSE && (dt == RL_Q4_K || dt == RL_Q2_K) ? "ggml-imatrix" : "ggml";
-}
-
-static void pack_stats(msgpack_packer *pk, void *arg)
-{
-	const stats_arg *a = arg;
-	int finite = isfinite(a->st->sqnr_db);
-	msgpack_pack_map(pk, 3 + finite + a->quantized);
-	rl_pack_kv_double(pk, "bpw", a->st->bpw);
-	rl_pack_kv_double(pk, "rmse", a->st->rmse);
-	rl_pack_kv_int(pk, "n", (int64_t)a->st->n);
-	if (finite)
-		rl_pack_kv_double(pk, "sqnr_db", a->st->sqnr_db);
-	if (a->quantized)
-		rl_pack_kv_str(pk, "quantizer", a->quantizer);
-}
-
-/* Stores one tensor as the policy says, with its error statistics when it changes. */
-static int write_tensor(rl_writer *w, const rl_tensor *t, void *arg)
-{
-	pack_ctx *c = arg;
-	rl_dtype dt;
-	if (rl_policy_dtype(c->policy, t, &dt))
-		return -1;
-	uint64_t n = t->shape[0] * (t->ndim > 1 ? t->shape[1] : 1);
-	if (dt == t->dtype) {
-		if (t->ndim == 2) {
-			c->bytes += (double)t->bytes;
-			c->weights += (double)n;
-		}
-		return rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, t->data, NULL, NULL);
-	}
-	void *q;
-	size_t bytes;
-	rl_quant_stats st;
-	const float *imp = NULL;
-	if (c->imp && t >= c->m->tensors && t < c->m->tensors + c->m->ntensors)
-		imp = c->imp->imp[t - c->m->tensors];
-	if (rl_quantize_tensor(t, dt, c->method, imp, &q, &bytes, &st))
-		return -1;
-	stats_arg sa = { &st, quantizer_name(dt, c->method, imp), rl_dtype_quantized(dt) };
-	int rc = rl_write_tensor(w, t->name, dt, dt, t->ndim, t->shape, q, pack_stats, &sa);
-	free(q);
-	if (t->ndim == 2) {
-		c->bytes += (double)bytes;
-		c->weights += (double)n;
-		if (rl_dtype_quantized(dt) && strncmp(t->name, "blk.", 4) == 0) {
-			c->qbytes += (double)bytes;
-			c->qweights += (double)n;
-		}
-	}
-	if (!c->quiet && rc == 0)
-		fprintf(stderr, "qpack: %-28s %-6s %-4s %5.2f bpw  rmse %.3g  sqnr %.1f dB\n", t->name,
-			rl_dtypes[dt].name, sa.quantized ? sa.quantizer : "   ", st.bpw, st.rmse,
-			st.sqnr_db);
-	return rc;
+	(void)arg;
+	fprintf(stderr, "qpack: %-28s %-6s %-4s %5.2f bpw  rmse %.3g  sqnr %.1f dB\n", t->name, rl_dtypes[dt].name,
+		rl_dtype_quantized(dt) ? quantizer : "   ", st->bpw, st->rmse, st->sqnr_db);
 }
 
 int main(int argc, char **argv)
@@ -145,7 +72,8 @@ int main(int argc, char **argv)
 		fputs(rl_policy_help(), stdout);
 		return 0;
 	}
-	pack_ctx ctx = { 0 };
+	rl_requant ctx = { 0 };
+	ctx.report = report;
 	int qm = rl_quant_method_from_name(method);
 	if (qm < 0)
 		errx(1, "-q %s: unknown quantizer (rtn or mse)", method);
@@ -168,12 +96,11 @@ int main(int argc, char **argv)
 	} else if (rl_model_load(argv[optind], &opts, &m)) {
 		errx(1, "%s", rl_err());
 	}
+	if (m.adapter) /* a stream holds no adapter: writing the base alone would drop it silently */
+		errx(1, "%s: carries an adapter; merge it first (lora-merge) or give the model alone", argv[optind]);
 	/* every tensor's format is checked before any work, and targets that name nothing are said */
-	for (int i = 0; i < m.ntensors; i++) {
-		rl_dtype dt;
-		if (rl_policy_dtype(ctx.policy, &m.tensors[i], &dt))
-			errx(1, "-p %s: %s", policy, rl_err());
-	}
+	if (rl_requant_check(&ctx, &m))
+		errx(1, "-p %s: %s", policy, rl_err());
 	for (int i = 0; rl_policy_unmatched(ctx.policy, i); i++)
 		warnx("-p %s: warning: \"%s\" matches no tensor of this model", policy, rl_policy_unmatched(ctx.policy, i));
 	rl_importance imp;
@@ -192,7 +119,7 @@ int main(int argc, char **argv)
 		errx(1, "%s", rl_err());
 	char producer[64];
 	snprintf(producer, sizeof producer, "qpack %s", RL_VERSION);
-	if (rl_model_write(&m, w, producer, write_tensor, &ctx)) {
+	if (rl_model_write(&m, w, producer, rl_requant_write_tensor, &ctx)) {
 		char msg[1024];
 		snprintf(msg, sizeof msg, "%s", rl_err());
 		rl_writer_abort(w);

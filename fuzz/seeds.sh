@@ -5,7 +5,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 shared=${SHARED:-$top/../shared}
 out=$1
-mkdir -p "$out/stream" "$out/model" "$out/task" "$out/json" "$out/config" "$out/gguf" "$out/safetensors" "$out/tokenizer_json"
+mkdir -p "$out/stream" "$out/model" "$out/task" "$out/json" "$out/config" "$out/gguf" "$out/safetensors" "$out/tokenizer_json" "$out/pack"
 make -s -C "$top" all >/dev/null
 bin=$top/bin
 cat > "$out/config/tiny.json" <<'JSON'
@@ -31,3 +31,6 @@ cp "$out/config/tiny.json" "$out/json/config"
 cp "$top"/tests/fixtures/gguf/*.gguf "$out/gguf/"
 cp "$top/tests/fixtures/hf/llama/model.safetensors" "$top/tests/fixtures/hf/qwen3/model-00002-of-00002.safetensors" "$out/safetensors/"
 cp "$top/tests/fixtures/hf/qwen3/tokenizer.json" "$out/tokenizer_json/"
+# a recovery pack of the tiny model with an adapter trained for one step
+"$bin/distill" -r 2 --epochs 1 --samples "$out/stream/samples" -o "$out/adapter" "$out/stream/model-q" 2>/dev/null &&
+	"$bin/lora-merge" --pack "$out/pack/pack" "$out/stream/model-q" "$out/adapter" 2>/dev/null || true

@@ -120,6 +120,25 @@ char *rl_adir_file(const rl_adir *d, const char *name)
 	return p;
 }
 
+int rl_adir_write(const rl_adir *d, const char *name, int (*fn)(FILE *f, const char *shown, void *arg), void *arg)
+{
+	char *tmp = rl_adir_file(d, name), *shown = NULL;
+	rl_afile a;
+	if (!tmp || asprintf(&shown, "%s/%s", d->path, name) < 0) {
+		free(tmp);
+		rl_seterr("%s: out of memory", d->path);
+		return -1;
+	}
+	int rc = rl_afile_open(&a, tmp);
+	if (rc == 0 && (rc = fn(a.f, shown, arg)))
+		rl_afile_abort(&a);
+	else if (rc == 0 && (rc = rl_afile_commit(&a)))
+		rl_seterr("%s: %s", shown, strerror(errno ? errno : EIO));
+	free(tmp);
+	free(shown);
+	return rc ? -1 : 0;
+}
+
 /* Removes dir and the files in it. */
 static void remove_dir(const char *dir)
 {

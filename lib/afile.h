@@ -34,6 +34,10 @@ typedef struct rl_adir {
 int rl_adir_open(rl_adir *d, const char *path);
 /* tmp/name, allocated (caller frees), or NULL with rl_err set. */
 char *rl_adir_file(const rl_adir *d, const char *name);
+/* Writes the file name in the directory being built: fn(f, shown, arg)
+ * writes to f, shown being path/name for its messages; then the file is
+ * committed (or removed when fn fails). 0, or -1 with rl_err set. */
+int rl_adir_write(const rl_adir *d, const char *name, int (*fn)(FILE *f, const char *shown, void *arg), void *arg);
 /* Syncs the directory and puts it in place of path (replacing a directory
  * there; a non-directory at path is an error). 0, or -1 with rl_err set and
  * the temporary removed. */

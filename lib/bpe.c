@@ -50,6 +50,8 @@
 #define ADDED_FLAGS (RL_ADDED_SPECIAL | RL_ADDED_LSTRIP | RL_ADDED_RSTRIP | \
 		     RL_ADDED_SINGLE_WORD | RL_ADDED_NORMALIZED)
 
+#define SPACE_MARK "\xe2\x96\x81" /* U+2581, SentencePiece's visible space */
+
 /* GPT-2's ByteLevel pre-tokenizer regex, used when use_regex is true. */
 static const char GPT2_PATTERN[] =
 	"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -835,7 +837,7 @@ done:
 /* GPT-2's map from bytes to printable code points: bytes that are printable
  * Latin-1 (except the soft hyphen) stand for themselves, the other 68 for
  * U+0100 on, in byte order. byte_of[cp] inverts it (-1: not byte-level). */
-static void byte_level_table(int byte_of[324])
+void rl_bpe_byte_level_table(int byte_of[324])
 {
 	for (int cp = 0; cp < 324; cp++)
 		byte_of[cp] = -1;
@@ -887,6 +889,7 @@ typedef struct {
 	int nsplits;
 	int add_prefix_space;
 	int nfc;
+	int sp_prepend, sp_replace;  /* SentencePiece form: U+2581 dummy prefix, spaces as U+2581 */
 	int *merges;
 } hf_load;
 
@@ -924,10 +927,14 @@ static int get_bool(const hf_load *h, const rl_json *obj, const char *where, con
 	return 0;
 }
 
-static int read_vocab(hf_load *h, const rl_json *vocab, const rl_json *added)
+/* Checks model.vocab's ids and added_tokens' entries; *top is the largest
+ * id (-1 for none), *total the bytes of the vocabulary's keys with a NUL
+ * each, *added_total the same for the added tokens' contents. */
+static int scan_vocab(const hf_load *h, const rl_json *vocab, const rl_json *added, long long *top, size_t *total,
+		      size_t *added_total)
 {
-	size_t total = 0;
-	long long top = -1;
+	*total = *added_total = 0;
+	*top = -1;
 	for (size_t i = 0; i < vocab->len; i++) {
 		const rl_json *v = vocab->items[i];
 		if (v->type != RL_JSON_NUMBER || !v->is_integer || v->integer < 0 || v->integer >= MAX_VOCAB) {
@@ -935,9 +942,9 @@ static int read_vocab(hf_load *h, const rl_json *vocab, const rl_json *added)
 				  MAX_VOCAB - 1);
 			return -1;
 		}
-		if (v->integer > top)
-			top = v->integer;
-		total += strlen(vocab->keys[i]) + 1;
+		if (v->integer > *top)
+			*top = v->integer;
+		*total += strlen(vocab->keys[i]) + 1;
 	}
 	for (size_t i = 0; added && i < added->len; i++) {
 		const rl_json *a = added->items[i], *id, *content;
@@ -956,9 +963,19 @@ static int read_vocab(hf_load *h, const rl_json *vocab, const rl_json *added)
 				  content->len);
 			return -1;
 		}
-		if (id->integer > top)
-			top = id->integer;
+		if (id->integer > *top)
+			*top = id->integer;
+		*added_total += content->len + 1;
 	}
+	return 0;
+}
+
+static int read_vocab(hf_load *h, const rl_json *vocab, const rl_json *added)
+{
+	size_t total, added_total;
+	long long top;
+	if (scan_vocab(h, vocab, added, &top, &total, &added_total))
+		return -1;
 	if (top < 255) {
 		rl_seterr("%s: model.vocab: %lld tokens, too few for a byte-level vocabulary", h->path, top + 1);
 		return -1;
@@ -1035,6 +1052,33 @@ static int read_normalizer(hf_load *h, const rl_json *n, const char *where)
 		h->nfc = 1;
 		return 0;
 	}
+	/* the SentencePiece form: Prepend "\u2581" (the dummy prefix), Replace " " by "\u2581" */
+	if (strcmp(type->string, "Prepend") == 0) {
+		const rl_json *pre;
+		if (get(h, n, where, "prepend", RL_JSON_STRING, 1, &pre))
+			return -1;
+		if (strcmp(pre->string, SPACE_MARK) || h->sp_prepend) {
+			rl_seterr("%s: %s: only one Prepend of \"\u2581\" is supported", h->path, where);
+			return -1;
+		}
+		h->sp_prepend = 1;
+		return 0;
+	}
+	if (strcmp(type->string, "Replace") == 0) {
+		const rl_json *pattern, *from, *content;
+		char sub[80];
+		snprintf(sub, sizeof sub, "%s.pattern", where);
+		if (get(h, n, where, "pattern", RL_JSON_OBJECT, 1, &pattern) ||
+		    get(h, pattern, sub, "String", RL_JSON_STRING, 1, &from) ||
+		    get(h, n, where, "content", RL_JSON_STRING, 1, &content))
+			return -1;
+		if (strcmp(from->string, " ") || strcmp(content->string, SPACE_MARK) || h->sp_replace) {
+			rl_seterr("%s: %s: only one Replace of \" \" by \"\u2581\" is supported", h->path, where);
+			return -1;
+		}
+		h->sp_replace = 1;
+		return 0;
+	}
 	if (strcmp(type->string, "Sequence") == 0) {
 		if (get(h, n, where, "normalizers", RL_JSON_ARRAY, 1, &list))
 			return -1;
@@ -1046,7 +1090,8 @@ static int read_normalizer(hf_load *h, const rl_json *n, const char *where)
 		}
 		return 0;
 	}
-	rl_seterr("%s: %s: normalizer \"%.40s\" is not supported (only NFC)", h->path, where, type->string);
+	rl_seterr("%s: %s: normalizer \"%.40s\" is not supported (NFC; Prepend and Replace of \"\u2581\")", h->path,
+		  where, type->string);
 	return -1;
 }
 
@@ -1093,6 +1138,22 @@ static int read_pre_tokenizer(hf_load *h, const rl_json *p, const char *where, i
 			h->splits[h->nsplits++] = GPT2_PATTERN;
 		return 0;
 	}
+	if (strcmp(type->string, "Metaspace") == 0) { /* the SentencePiece form, as newer HF files write it */
+		const rl_json *rep, *scheme;
+		int split = 1, prefix = 1;
+		if (get(h, p, where, "replacement", RL_JSON_STRING, 1, &rep) ||
+		    get(h, p, where, "prepend_scheme", RL_JSON_STRING, 0, &scheme) || get_bool(h, p, where, "split", &split) ||
+		    get_bool(h, p, where, "add_prefix_space", &prefix))
+			return -1;
+		if (strcmp(rep->string, SPACE_MARK) || split || h->sp_replace || h->sp_prepend) {
+			rl_seterr("%s: %s: only one Metaspace with replacement \"\u2581\" and split false is supported", h->path,
+				  where);
+			return -1;
+		}
+		h->sp_replace = 1;
+		h->sp_prepend = scheme ? strcmp(scheme->string, "never") != 0 : prefix;
+		return 0;
+	}
 	if (strcmp(type->string, "Split") == 0) {
 		int invert = 0;
 		if (get(h, p, where, "pattern", RL_JSON_OBJECT, 1, &pattern) ||
@@ -1129,6 +1190,8 @@ static int read_pre_tokenizer(hf_load *h, const rl_json *p, const char *where, i
 /* The id of a token named by its text: an added token, else the vocabulary. */
 static int token_id(const rl_tokenizer *tk, const char *s, size_t n)
 {
+	if (tk->kind != RL_TOKENIZER_BPE)
+		return rl_tokenizer_piece_id(tk, s, n);
 	const bpe_state *st = tk->bpe;
 	for (int i = 0; i < st->nadded; i++) {
 		int id = st->added[2 * i];
@@ -1188,6 +1251,30 @@ static int template_bos(const rl_tokenizer *tk, const rl_json *post)
 	return token_id(tk, name->string, name->len);
 }
 
+/* A merge as tokenizer.json writes it, "a b" or ["a", "b"]: its two sides
+ * (pointing into m). 0, or -1 when it is neither. */
+static int merge_sides(const rl_json *m, const char *side[2], size_t len[2])
+{
+	if (m->type == RL_JSON_STRING) {
+		const char *space = memchr(m->string, ' ', m->len);
+		if (!space || memchr(space + 1, ' ', m->len - (size_t)(space - m->string) - 1))
+			return -1;
+		side[0] = m->string;
+		len[0] = (size_t)(space - m->string);
+		side[1] = space + 1;
+		len[1] = m->len - len[0] - 1;
+		return 0;
+	}
+	if (m->type != RL_JSON_ARRAY || m->len != 2 || m->items[0]->type != RL_JSON_STRING ||
+	    m->items[1]->type != RL_JSON_STRING)
+		return -1;
+	for (int k = 0; k < 2; k++) {
+		side[k] = m->items[k]->string;
+		len[k] = m->items[k]->len;
+	}
+	return 0;
+}
+
 static int read_merges(hf_load *h, rl_tokenizer *tk, const rl_json *merges)
 {
 	size_t M = merges->len;
@@ -1201,26 +1288,8 @@ static int read_merges(hf_load *h, rl_tokenizer *tk, const rl_json *merges)
 		const rl_json *m = merges->items[r];
 		const char *side[2];
 		size_t len[2];
-		if (m->type == RL_JSON_STRING) {
-			const char *space = memchr(m->string, ' ', m->len);
-			if (!space || memchr(space + 1, ' ', m->len - (size_t)(space - m->string) - 1)) {
-				rl_seterr("%s: model.merges[%zu]: \"%.60s\" is not two tokens with a space between", h->path,
-					  r, m->string);
-				free(buf);
-				return -1;
-			}
-			side[0] = m->string;
-			len[0] = (size_t)(space - m->string);
-			side[1] = space + 1;
-			len[1] = m->len - len[0] - 1;
-		} else if (m->type == RL_JSON_ARRAY && m->len == 2 && m->items[0]->type == RL_JSON_STRING &&
-			   m->items[1]->type == RL_JSON_STRING) {
-			for (int k = 0; k < 2; k++) {
-				side[k] = m->items[k]->string;
-				len[k] = m->items[k]->len;
-			}
-		} else {
-			rl_seterr("%s: model.merges[%zu]: neither \"a b\" nor [\"a\", \"b\"]", h->path, r);
+		if (merge_sides(m, side, len)) {
+			rl_seterr("%s: model.merges[%zu]: neither \"a b\" (two tokens, one space) nor [\"a\", \"b\"]", h->path, r);
 			free(buf);
 			return -1;
 		}
@@ -1245,6 +1314,146 @@ static int read_merges(hf_load *h, rl_tokenizer *tk, const rl_json *merges)
 	return 0;
 }
 
+/* s (n bytes) with each U+2581 turned back into a space when h says so, into
+ * out (room for n); returns the length. */
+static size_t unmark_spaces(const hf_load *h, const char *s, size_t n, char *out)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (h->sp_replace && i + 2 < n && memcmp(s + i, SPACE_MARK, 3) == 0) {
+			out[k++] = ' ';
+			i += 2;
+		} else {
+			out[k++] = s[i];
+		}
+	return k;
+}
+
+/* The id of a vocabulary token named as tokenizer.json writes it, or -1. */
+static int sp_token(const hf_load *h, const rl_tokenizer *tk, const char *s, size_t n, char *buf)
+{
+	return n <= 4 * (size_t)tk->max_piece_len ? rl_tokenizer_piece_id(tk, buf, unmark_spaces(h, s, n, buf)) : -1;
+}
+
+/* The SentencePiece form (Llama 2's tokenizer.json): model BPE over the
+ * pieces as text with U+2581 for a space, byte fallback through "<0xNN>".
+ * Read into the SentencePiece kind: every id 0..V-1 must be a token; a
+ * piece's score is minus the rank of the first merge that makes it, so that
+ * llama2.c's rule (the adjacent pair whose concatenation scores highest
+ * merges first) merges in the order of the ranks; pieces no merge makes
+ * never merge. Added tokens are pieces like the others (not matched in the
+ * text first, as HF does for special tokens). */
+static int load_sentencepiece(hf_load *h, rl_tokenizer *tk, const rl_json *vocab, const rl_json *added,
+			      const rl_json *merges, int ignore_merges)
+{
+	long long top;
+	size_t total, nadded = added ? added->len : 0;
+	int rc = -1;
+	char **pieces = NULL, *bytes = NULL, *buf = NULL;
+	int *len = NULL;
+	float *scores = NULL;
+	if (h->nfc || ignore_merges) {
+		rl_seterr("%s: %s with the SentencePiece form is not supported", h->path,
+			  h->nfc ? "normalizer NFC" : "model.ignore_merges");
+		return -1;
+	}
+	size_t added_total;
+	if (scan_vocab(h, vocab, added, &top, &total, &added_total))
+		return -1;
+	total += added_total;
+	if (top < 0) {
+		rl_seterr("%s: model.vocab: empty", h->path);
+		return -1;
+	}
+	int V = (int)top + 1;
+	pieces = calloc((size_t)V, sizeof *pieces);
+	len = calloc((size_t)V, sizeof *len);
+	scores = malloc((size_t)V * sizeof *scores);
+	bytes = malloc(total + 1);
+	if (!pieces || !len || !scores || !bytes) {
+		rl_seterr("%s: out of memory for %d tokens", h->path, V);
+		goto done;
+	}
+	char *p = bytes;
+	for (size_t i = 0; i < vocab->len; i++) {
+		int id = (int)vocab->items[i]->integer;
+		if (pieces[id] || !vocab->keys[i][0] || strlen(vocab->keys[i]) > 1 << 16) {
+			rl_seterr("%s: model.vocab: \"%.40s\": %s", h->path, vocab->keys[i],
+				  pieces[id] ? "its id is taken twice" : "empty or too long");
+			goto done;
+		}
+		pieces[id] = p;
+		len[id] = (int)unmark_spaces(h, vocab->keys[i], strlen(vocab->keys[i]), p);
+		p += len[id] + 1;
+	}
+	for (size_t i = 0; i < nadded; i++) { /* as written, over the vocabulary's text for its id */
+		const rl_json *content = rl_json_get(added->items[i], "content");
+		int id = (int)rl_json_get(added->items[i], "id")->integer;
+		if (memchr(content->string, 0, content->len)) {
+			rl_seterr("%s: added_tokens[%zu]: content holds a NUL", h->path, i);
+			goto done;
+		}
+		memcpy(p, content->string, content->len);
+		pieces[id] = p;
+		len[id] = (int)content->len;
+		p += content->len + 1;
+	}
+	for (int i = 0; i < V; i++) {
+		if (!pieces[i]) {
+			rl_seterr("%s: model.vocab: id %d is neither a token nor an added token", h->path, i);
+			goto done;
+		}
+		scores[i] = -1e30f; /* made by no merge: never merges */
+	}
+	if (rl_tokenizer_init(tk, V, (const char *const *)pieces, len, scores, -1, -1, h->sp_prepend)) {
+		rl_seterr("%s: %s", h->path, rl_err());
+		goto done;
+	}
+	if (merges->len >= 1 << 24) { /* ranks are exact in a float below 2^24 */
+		rl_seterr("%s: model.merges: %zu merges, more than %d", h->path, merges->len, 1 << 24);
+		goto done;
+	}
+	buf = malloc(8 * (size_t)tk->max_piece_len + 16);
+	if (!buf) {
+		rl_seterr("%s: out of memory", h->path);
+		goto done;
+	}
+	for (size_t r = 0; r < merges->len; r++) {
+		const rl_json *m = merges->items[r];
+		const char *side[2];
+		size_t slen[2];
+		int ids[2];
+		if (merge_sides(m, side, slen)) {
+			rl_seterr("%s: model.merges[%zu]: neither \"a b\" (two tokens, one space) nor [\"a\", \"b\"]", h->path, r);
+			goto done;
+		}
+		for (int k = 0; k < 2; k++)
+			if ((ids[k] = sp_token(h, tk, side[k], slen[k], buf)) < 0) {
+				rl_seterr("%s: model.merges[%zu]: \"%.*s\" is not in model.vocab", h->path, r,
+					  (int)(slen[k] > 60 ? 60 : slen[k]), side[k]);
+				goto done;
+			}
+		size_t la = (size_t)tk->piece_len[ids[0]], lb = (size_t)tk->piece_len[ids[1]];
+		memcpy(buf, tk->pieces[ids[0]], la);
+		memcpy(buf + la, tk->pieces[ids[1]], lb);
+		int merged = la + lb <= (size_t)tk->max_piece_len ? rl_tokenizer_piece_id(tk, buf, la + lb) : -1;
+		if (merged < 0) {
+			rl_seterr("%s: model.merges[%zu]: the two together are not in model.vocab", h->path, r);
+			goto done;
+		}
+		if (tk->scores[merged] == -1e30f)
+			tk->scores[merged] = -(float)r;
+	}
+	rc = 0;
+done:
+	free(pieces);
+	free(len);
+	free(scores);
+	free(bytes);
+	free(buf);
+	return rc;
+}
+
 int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 {
 	memset(tk, 0, sizeof *tk);
@@ -1260,7 +1469,7 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 	}
 	snprintf(path, dlen + 32, "%s/tokenizer.json", dir);
 	snprintf(cpath, dlen + 32, "%s/tokenizer_config.json", dir);
-	byte_level_table(h.byte_of);
+	rl_bpe_byte_level_table(h.byte_of);
 	size_t len;
 	char *text = rl_read_file(path, &len);
 	if (!text)
@@ -1294,23 +1503,38 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 			  path);
 		goto done;
 	}
-	int ignore_merges = 0, byte_level = 0;
-	if (get_bool(&h, model, "model", "ignore_merges", &ignore_merges) || read_vocab(&h, vocab, added) ||
+	int ignore_merges = 0, byte_level = 0, byte_fallback = 0;
+	if (get_bool(&h, model, "model", "ignore_merges", &ignore_merges) ||
+	    get_bool(&h, model, "model", "byte_fallback", &byte_fallback) ||
 	    read_normalizer(&h, rl_json_get(h.root, "normalizer"), "normalizer") ||
 	    read_pre_tokenizer(&h, rl_json_get(h.root, "pre_tokenizer"), "pre_tokenizer", &byte_level))
 		goto done;
+	if (byte_level && (h.sp_prepend || h.sp_replace)) {
+		rl_seterr("%s: the \u2581 of SentencePiece together with ByteLevel is not supported", path);
+		goto done;
+	}
+	if (!byte_level && !(h.sp_prepend || h.sp_replace || byte_fallback)) {
+		if (read_vocab(&h, vocab, added)) /* its errors first, as for a byte-level vocabulary */
+			goto done;
+		rl_seterr("%s: pre_tokenizer: no ByteLevel, and no SentencePiece-style byte_fallback or \u2581: neither form of BPE read here",
+			  path);
+		goto done;
+	}
 	if (!byte_level) {
-		rl_seterr("%s: pre_tokenizer: no ByteLevel: not a byte-level BPE tokenizer", path);
-		goto done;
+		if (load_sentencepiece(&h, tk, vocab, added, merges, ignore_merges))
+			goto done;
+	} else {
+		if (read_vocab(&h, vocab, added))
+			goto done;
+		rl_bpe_spec spec = { .nadded = h.nadded, .added = h.added, .nsplits = h.nsplits, .splits = splits,
+				     .nfc = h.nfc, .add_prefix_space = h.add_prefix_space, .ignore_merges = ignore_merges };
+		if (rl_tokenizer_init_bpe(tk, h.V, (const char *const *)h.pieces, h.piece_len, &spec, -1, -1)) {
+			rl_seterr("%s: %s", path, rl_err());
+			goto done;
+		}
+		if (read_merges(&h, tk, merges))
+			goto done;
 	}
-	rl_bpe_spec spec = { .nadded = h.nadded, .added = h.added, .nsplits = h.nsplits, .splits = splits,
-			     .nfc = h.nfc, .add_prefix_space = h.add_prefix_space, .ignore_merges = ignore_merges };
-	if (rl_tokenizer_init_bpe(tk, h.V, (const char *const *)h.pieces, h.piece_len, &spec, -1, -1)) {
-		rl_seterr("%s: %s", path, rl_err());
-		goto done;
-	}
-	if (read_merges(&h, tk, merges))
-		goto done;
 	/* BOS and EOS: tokenizer_config.json, which may be absent */
 	int bos, eos, add_bos = -1;
 	size_t clen;
@@ -1349,7 +1573,7 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 	tk->eos_id = eos;
 	rc = 0;
 done:
-	if (rc && tk->kind)
+	if (rc)
 		rl_tokenizer_free(tk);
 	rl_json_free(cfg);
 	rl_json_free(h.root);
@@ -1394,7 +1618,7 @@ int rl_tokenizer_init_byte_level_bpe(rl_tokenizer *tk, int vocab_size, const cha
 		return -1;
 	}
 	int byte_of[324];
-	byte_level_table(byte_of);
+	rl_bpe_byte_level_table(byte_of);
 	size_t V = (size_t)vocab_size, total = 0;
 	unsigned char *is_added = calloc(V, 1);
 	const char **pieces = calloc(V, sizeof *pieces);

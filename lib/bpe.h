@@ -11,6 +11,10 @@
 int rl_bpe_encode(const rl_tokenizer *tk, const char *text, size_t len, int bos, int eos,
 		  int **ids, size_t *n);
 
+/* GPT-2's map from bytes to printable code points, inverted: byte_of[cp] is
+ * the byte code point cp stands for, -1 when cp is not byte-level. */
+void rl_bpe_byte_level_table(int byte_of[324]);
+
 /* Frees what tk->bpe holds (not tk's own arrays). */
 void rl_bpe_free(void *bpe);
 

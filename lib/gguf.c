@@ -40,6 +40,22 @@ static int ggml_dtype(uint32_t t, rl_dtype *dt)
 	return -1;
 }
 
+int rl_gguf_ggml_type(rl_dtype dt)
+{
+	for (size_t i = 0; i < sizeof ggml_types / sizeof ggml_types[0]; i++)
+		if (ggml_types[i].dt == dt && ggml_types[i].ok)
+			return (int)ggml_types[i].ggml;
+	return -1;
+}
+
+/* Hugging Face's Qwen2 tokenizer normalizes to NFC; Llama 3's keeps a word
+ * that is a whole token as it is (ignore_merges). */
+void rl_gguf_pre_flags(const char *pre, int *nfc, int *ignore_merges)
+{
+	*nfc = !strcmp(pre, "qwen2");
+	*ignore_merges = !strcmp(pre, "llama-bpe");
+}
+
 typedef struct {
 	const unsigned char *p, *end;
 	const char *path;
@@ -373,6 +389,19 @@ static int kv_float(const rl_gguf *g, const char *key, double *v, int required)
 	return 0;
 }
 
+/* A boolean: 0 or 1, dflt when absent, -1 with an error when not a bool. */
+static int kv_bool(const rl_gguf *g, const char *key, int dflt)
+{
+	const rl_gguf_kv *kv = rl_gguf_find(g, key);
+	if (!kv)
+		return dflt;
+	if (kv->type != RL_GGUF_BOOL) {
+		rl_seterr("%s: metadata %s is not a bool", g->path, key);
+		return -1;
+	}
+	return kv->p[0] != 0;
+}
+
 /* A string value copied into buf, or an error naming the key. */
 static int kv_string(const rl_gguf *g, const char *key, char *buf, size_t size, int required)
 {
@@ -528,6 +557,11 @@ static int load_tokenizer(const rl_gguf *g, rl_model *m)
 		goto done;
 	}
 	int V = (int)n, ibos = bos < n ? (int)bos : -1, ieos = eos < n ? (int)eos : -1;
+	int add_bos = kv_bool(g, "tokenizer.ggml.add_bos_token", 1), space_prefix = kv_bool(g, "tokenizer.ggml.add_space_prefix", 1);
+	if (add_bos < 0 || space_prefix < 0)
+		goto done;
+	if (!add_bos) /* the model was not trained with BOS first: our BOS is the one encode adds */
+		ibos = -1;
 	const unsigned char *types = kv_array(g, "tokenizer.ggml.token_type", RL_GGUF_I32, n);
 	if (!strcmp(model, "llama")) {
 		const unsigned char *sc = kv_array(g, "tokenizer.ggml.scores", RL_GGUF_F32, n);
@@ -544,7 +578,7 @@ static int load_tokenizer(const rl_gguf *g, rl_model *m)
 		else if (!ok)
 			rl_seterr("%s: tokenizer: out of memory", g->path);
 		else
-			rc = rl_tokenizer_init(&m->tok, V, (const char *const *)pieces, plen, scores, ibos, ieos, 1);
+			rc = rl_tokenizer_init(&m->tok, V, (const char *const *)pieces, plen, scores, ibos, ieos, space_prefix);
 		for (int i = 0; pieces && i < V; i++)
 			free(pieces[i]);
 		free(pieces);
@@ -568,6 +602,8 @@ static int load_tokenizer(const rl_gguf *g, rl_model *m)
 		for (int i = 0; ok && i < V; i++) {
 			int32_t ty;
 			memcpy(&ty, types + 4 * (size_t)i, 4);
+			if (ty == 5) /* unused: an id that is no token */
+				continue;
 			ok = (tokens[i] = strndup((const char *)tok[i], tlen[i])) != NULL;
 			if (ty == 3 || ty == 4) { /* control, user-defined: matched whole before splitting */
 				added[2 * nadded] = i;
@@ -582,6 +618,7 @@ static int load_tokenizer(const rl_gguf *g, rl_model *m)
 			spec.added = added;
 			spec.nsplits = 1;
 			spec.splits = splits;
+			rl_gguf_pre_flags(*pre ? pre : "gpt-2", &spec.nfc, &spec.ignore_merges);
 			rc = rl_tokenizer_init_byte_level_bpe(&m->tok, V, (const char *const *)tokens,
 							      (const char *const *)merges, (int)nm, &spec, ibos, ieos);
 			if (rc)
@@ -713,12 +750,172 @@ int rl_model_load_gguf(const char *path, rl_model *m)
 		}
 	if (load_tokenizer(&g, m))
 		goto done;
-	if (rl_model_hash_f32(m, m->source))
+	/* the identity of the model it was exported from (gguf_write.c), when
+	 * it carries one: the source always, the content when written exactly */
+	int r1 = kv_string(&g, "recover.source", m->source, sizeof m->source, 0);
+	int r2 = kv_string(&g, "recover.content", m->content, sizeof m->content, 0);
+	if (r1 < 0 || r2 < 0 || (r1 && rl_model_hash_f32(m, m->source)))
 		goto done;
+	if ((!r1 && strlen(m->source) != 64) || (!r2 && strlen(m->content) != 64)) {
+		rl_seterr("%s: metadata recover.source or recover.content is not a sha256", path);
+		goto done;
+	}
 	rc = 0;
 done:
 	rl_gguf_close(&g);
 	if (rc)
 		rl_model_free(m);
+	return rc;
+}
+
+/* ---- LoRA adapters ---- */
+
+/* The model tensor an adapter tensor NAME.lora_a / NAME.lora_b adapts, with
+ * *is_b set; -1 when the name is neither. */
+static int adapter_target(const rl_model *m, const char *name, int *is_b)
+{
+	size_t len = strlen(name);
+	if (len <= 7 || (strcmp(name + len - 7, ".lora_a") && strcmp(name + len - 7, ".lora_b")))
+		return -1;
+	*is_b = name[len - 1] == 'b';
+	char base[64];
+	if (len - 7 >= sizeof base)
+		return -1;
+	memcpy(base, name, len - 7);
+	base[len - 7] = 0;
+	return rl_model_tensor_index(m, base);
+}
+
+int rl_adapter_read_gguf(const char *path, const rl_model *m, int flags, rl_adapter *a)
+{
+	memset(a, 0, sizeof *a);
+	rl_gguf g;
+	if (rl_gguf_open(&g, path))
+		return -1;
+	int rc = -1, n = 0, rank = 0;
+	int *idx = malloc((size_t)m->ntensors * sizeof *idx), *ta = NULL, *tb = NULL;
+	char type[32], atype[32], arch[16], content[65] = "", source[65] = "";
+	if (!idx) {
+		rl_seterr("%s: out of memory", path);
+		goto done;
+	}
+	int r0 = kv_string(&g, "general.type", type, sizeof type, 0), r1 = kv_string(&g, "adapter.type", atype, sizeof atype, 0);
+	if (r0 < 0 || r1 < 0 || kv_string(&g, "general.architecture", arch, sizeof arch, 1))
+		goto done;
+	if (r0)
+		strcpy(type, "(none)");
+	if (r1)
+		strcpy(atype, "(none)");
+	if (strcmp(type, "adapter") || strcmp(atype, "lora")) {
+		rl_seterr("%s: general.type \"%s\" and adapter.type \"%s\": not a LoRA adapter (adapter, lora)", path, type,
+			  atype);
+		goto done;
+	}
+	if (strcmp(arch, m->arch)) {
+		rl_seterr("%s: an adapter for the %s architecture, but %s is %s", path, arch, m->origin, m->arch);
+		goto done;
+	}
+	double alpha = 0;
+	if (kv_float(&g, "adapter.lora.alpha", &alpha, 0) < 0)
+		goto done;
+	int rc1 = kv_string(&g, "recover.base.content", content, sizeof content, 0);
+	int rc2 = kv_string(&g, "recover.base.source", source, sizeof source, 0);
+	if (rc1 < 0 || rc2 < 0)
+		goto done;
+	/* every tensor is NAME.lora_a or NAME.lora_b of a linear weight of m; pairs complete; one rank */
+	ta = malloc((size_t)m->ntensors * sizeof *ta);
+	tb = malloc((size_t)m->ntensors * sizeof *tb);
+	if (!ta || !tb) {
+		rl_seterr("%s: out of memory", path);
+		goto done;
+	}
+	for (int i = 0; i < m->ntensors; i++)
+		ta[i] = tb[i] = -1;
+	for (int i = 0; i < g.ntensors; i++) {
+		const rl_gguf_tensor *s = &g.tensors[i];
+		int is_b = 0, k = adapter_target(m, s->name, &is_b);
+		const rl_tensor *t = k >= 0 ? &m->tensors[k] : NULL;
+		if (!t || t->ndim != 2 || t == m->token_embd) {
+			rl_seterr("%s: tensor %s is not NAME.lora_a or NAME.lora_b of a linear weight of %s", path, s->name,
+				  m->origin);
+			goto done;
+		}
+		int *slot = is_b ? &tb[k] : &ta[k];
+		if (*slot >= 0) {
+			rl_seterr("%s: tensor %s appears twice", path, s->name);
+			goto done;
+		}
+		*slot = i;
+		rl_dtype dt;
+		if (ggml_dtype(s->ggml_type, &dt) || (dt != RL_F32 && dt != RL_F16 && dt != RL_BF16)) {
+			rl_seterr("%s: tensor %s: ggml type %u; adapters are read in F32, F16 or BF16", path, s->name,
+				  s->ggml_type);
+			goto done;
+		}
+		/* dims innermost first: lora_a (IC, r), lora_b (r, OC) */
+		uint64_t r = is_b ? s->ne[0] : s->ne[1];
+		uint64_t other = is_b ? s->ne[1] : s->ne[0], want = is_b ? t->shape[0] : t->shape[1];
+		if (s->ndim != 2 || other != want || r < 1 || r > 4096 || (rank && r != (uint64_t)rank)) {
+			rl_seterr("%s: tensor %s: dims %llu x %llu (innermost first) do not fit %s (%llu x %llu)%s", path,
+				  s->name, (unsigned long long)s->ne[0], (unsigned long long)(s->ndim > 1 ? s->ne[1] : 1),
+				  t->name, (unsigned long long)t->shape[0], (unsigned long long)t->shape[1],
+				  rank && r != (uint64_t)rank ? " at the rank of the other tensors" : "");
+			goto done;
+		}
+		rank = (int)r;
+	}
+	for (int k = 0; k < m->ntensors; k++) {
+		if ((ta[k] < 0) != (tb[k] < 0)) {
+			rl_seterr("%s: tensor %s.lora_%c is missing", path, m->tensors[k].name, ta[k] < 0 ? 'a' : 'b');
+			goto done;
+		}
+		if (ta[k] >= 0)
+			idx[n++] = k;
+	}
+	if (n == 0) {
+		rl_seterr("%s: an adapter without tensors", path);
+		goto done;
+	}
+	/* llama.cpp scales by alpha / r, and by 1 when alpha is 0 (or absent) */
+	if (alpha == 0)
+		alpha = rank;
+	if (rl_adapter_alloc(a, m, idx, n, rank, alpha))
+		goto done;
+	a->forced = (!rc1 && strcmp(content, a->base_content)) || (!rc2 && strcmp(source, a->base_source));
+	if (a->forced && !(flags & RL_ADAPTER_ANY_BASE)) {
+		rl_seterr("%s: trained on the model of content %.12s (source %.12s), but %s has content %.12s (source %.12s)",
+			  path, rc1 ? "?" : content, rc2 ? "?" : source, m->origin, a->base_content, a->base_source);
+		goto done;
+	}
+	for (int k = 0; k < a->ntargets; k++) {
+		rl_lora_target *t = &a->targets[k];
+		for (int is_b = 0; is_b < 2; is_b++) {
+			const rl_gguf_tensor *s = &g.tensors[is_b ? tb[t->tensor] : ta[t->tensor]];
+			rl_dtype dt = RL_F32;
+			ggml_dtype(s->ggml_type, &dt);
+			uint64_t rows = is_b ? (uint64_t)t->OC : (uint64_t)rank, cols = is_b ? (uint64_t)rank : (uint64_t)t->IC;
+			size_t row_bytes = rl_row_bytes(dt, cols);
+			/* B's rows come in llama.cpp's RoPE layout: back to m's */
+			uint64_t heads, D = 1;
+			int dir = is_b ? rl_gguf_rope_permutation(m, t->name, &heads, &D) : 0;
+			float *dst = is_b ? t->b : t->a;
+			for (uint64_t r = 0; r < rows; r++)
+				rl_dtypes[dt].to_float((const char *)s->data + row_bytes * rl_gguf_source_row(r, D, -dir),
+						       dst + r * cols, cols);
+		}
+	}
+	for (size_t i = 0; i < a->nparams; i++)
+		if (!isfinite(a->params[i])) {
+			rl_seterr("%s: the adapter holds a value that is not finite", path);
+			goto done;
+		}
+	rc = 0;
+done:
+	if (rc)
+		rl_adapter_free(a);
+	free(idx);
+	free(ta);
+	free(tb);
+	rl_gguf_close(&g);
 	return rc;
 }

@@ -38,7 +38,7 @@ static const char *const model_names[][2] = {
 };
 
 /* Our name for an HF tensor name into out: 1, or 0 when the name is none we know. */
-static int our_name(const char *hf, char out[64])
+int rl_hf_our_name(const char *hf, char out[64])
 {
 	for (size_t i = 0; i < sizeof model_names / sizeof model_names[0]; i++)
 		if (strcmp(hf, model_names[i][0]) == 0) {
@@ -59,7 +59,7 @@ static int our_name(const char *hf, char out[64])
 }
 
 /* The HF name of one of our tensors, for messages. */
-static void hf_name(const char *ours, char *out, size_t size)
+void rl_hf_tensor_name(const char *ours, char *out, size_t size)
 {
 	for (size_t i = 0; i < sizeof model_names / sizeof model_names[0]; i++)
 		if (strcmp(ours, model_names[i][1]) == 0) {
@@ -292,7 +292,7 @@ int rl_model_load_hf(const char *dir, rl_model *m)
 		for (int i = 0; i < st[f].ntensors; i++) {
 			const rl_st_tensor *s = &st[f].tensors[i];
 			char name[64];
-			int k = our_name(s->name, name) ? rl_model_tensor_index(m, name) : -1;
+			int k = rl_hf_our_name(s->name, name) ? rl_model_tensor_index(m, name) : -1;
 			if (k < 0 && ignorable(s->name, &m->cfg))
 				continue;
 			if (k < 0) {
@@ -310,7 +310,7 @@ int rl_model_load_hf(const char *dir, rl_model *m)
 	for (int i = 0; i < m->ntensors; i++)
 		if (!m->tensors[i].data) {
 			char name[160];
-			hf_name(m->tensors[i].name, name, sizeof name);
+			rl_hf_tensor_name(m->tensors[i].name, name, sizeof name);
 			rl_seterr("%s: tensor %s is missing from %s", dir, name,
 				  index ? "the files model.safetensors.index.json names" : "model.safetensors");
 			goto done;

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 
 #include "err.h"
+#include "gguf.h"
 #include "lora.h"
+#include "peft.h"
 #include "policy.h"
 #include "sample.h"
 
@@ -108,8 +110,7 @@ void rl_adapter_free(rl_adapter *a)
 	memset(a, 0, sizeof *a);
 }
 
-/* Allocates the targets (named by model tensor index) and one zeroed block of parameters. */
-static int adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha)
+int rl_adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha)
 {
 	memset(a, 0, sizeof *a);
 	if (rank < 1 || rank > MAX_RANK || !isfinite(alpha)) {
@@ -166,7 +167,7 @@ int rl_adapter_new(rl_adapter *a, const rl_model *m, const char *pattern, int ra
 	memset(a, 0, sizeof *a);
 	if (rl_lora_select(m, pattern, &idx, &n))
 		return -1;
-	int rc = adapter_alloc(a, m, idx, n, rank, alpha);
+	int rc = rl_adapter_alloc(a, m, idx, n, rank, alpha);
 	free(idx);
 	return rc;
 }
@@ -288,11 +289,12 @@ static int parse_header(const msgpack_object *h, const rl_model *m, int flags, r
 			idx[j] = idx[j - 1];
 			idx[j - 1] = t;
 		}
-	int rc = adapter_alloc(a, m, idx, (int)n, (int)rank, alpha);
+	int rc = rl_adapter_alloc(a, m, idx, (int)n, (int)rank, alpha);
 	free(idx);
 	if (rc)
 		return -1;
-	if (!(flags & RL_ADAPTER_ANY_BASE) && (strcmp(content, a->base_content) || strcmp(source, a->base_source))) {
+	a->forced = strcmp(content, a->base_content) || strcmp(source, a->base_source);
+	if (a->forced && !(flags & RL_ADAPTER_ANY_BASE)) {
 		rl_seterr("field base: trained on the model of content %.12s (source %.12s), but %s has content %.12s (source %.12s)",
 			  content, source, m->origin, a->base_content, a->base_source);
 		rl_adapter_free(a);
@@ -303,10 +305,29 @@ static int parse_header(const msgpack_object *h, const rl_model *m, int flags, r
 
 int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a)
 {
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) /* a PEFT directory */
+		return rl_adapter_read_peft(path, m, flags, a);
 	memset(a, 0, sizeof *a);
+	char magic[4] = { 0 };
+	FILE *f = strcmp(path, "-") ? fopen(path, "rb") : NULL;
+	int gguf = f && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+	if (f)
+		fclose(f);
+	if (gguf)
+		return rl_adapter_read_gguf(path, m, flags, a);
 	rl_reader *r = rl_reader_open(path);
 	if (!r)
 		return -1;
+	int rc = rl_adapter_read_reader(r, m, flags, a);
+	rl_reader_close(r);
+	return rc;
+}
+
+int rl_adapter_read_reader(rl_reader *r, const rl_model *m, int flags, rl_adapter *a)
+{
+	const char *path = rl_reader_name(r);
+	memset(a, 0, sizeof *a);
 	rl_msg msg;
 	int got, rc = -1, have_header = 0;
 	float *cur = NULL;             /* the tensor being filled */
@@ -385,7 +406,6 @@ int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *
 	rc = 0;
 done:
 	free(seen);
-	rl_reader_close(r);
 	if (rc)
 		rl_adapter_free(a);
 	return rc;

@@ -38,6 +38,7 @@ typedef struct rl_adapter {
 	int *target_of;           /* (ntensors) target index of each model tensor, or -1 */
 	char base_content[65];    /* the base model's content and source (tstream(5) IDENTITY) */
 	char base_source[65];
+	int forced;               /* read with RL_ADAPTER_ANY_BASE although made for another base */
 } rl_adapter;
 
 /* The tensors that pattern selects in m (see above), as model tensor indices in
@@ -49,6 +50,10 @@ int rl_lora_select(const rl_model *m, const char *pattern, int **idx, int *n);
  * m, its base identity m's. Allocates; rl_adapter_free frees. */
 int rl_adapter_new(rl_adapter *a, const rl_model *m, const char *pattern, int rank, double alpha);
 void rl_adapter_free(rl_adapter *a);
+/* An adapter of rank and alpha on the n model tensors idx (canonical order),
+ * parameters zeroed, its base identity m's: what rl_adapter_new and the
+ * readers build on. */
+int rl_adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha);
 
 /* The standard initialisation: A uniform in +-1/sqrt(IC) (Kaiming-uniform with
  * a = sqrt(5), as PEFT does), drawn from a stream seeded by (seed, target name);
@@ -59,12 +64,15 @@ void rl_adapter_init_standard(rl_adapter *a, uint64_t seed);
  * else the sha256 its tensors would have written as they are stored. */
 int rl_model_content(const rl_model *m, char hex[65]);
 
-/* Reads an adapter stream for model m: header fields, targets and tensor
+/* Reads an adapter stream (or a PEFT directory, peft.h) for model m: header fields, targets and tensor
  * shapes checked against m, and its base identity against m's content and
  * source (unless flags has RL_ADAPTER_ANY_BASE: then a mismatch is accepted,
  * the shapes still have to fit). Errors name the stream, message and field. */
 enum { RL_ADAPTER_ANY_BASE = 1 };
 int rl_adapter_read(const char *path, const rl_model *m, int flags, rl_adapter *a);
+/* (A GGUF file, by its magic, goes to rl_adapter_read_gguf in gguf.h.) */
+/* The same from an open reader, which stays open. */
+int rl_adapter_read_reader(rl_reader *r, const rl_model *m, int flags, rl_adapter *a);
 
 /* Writes the header and the tensors (f32); the caller may add a "summary"
  * message (e.g. distill's training summary), then calls rl_write_end and
@@ -74,6 +82,12 @@ int rl_adapter_write(const rl_adapter *a, rl_writer *w, const char *producer);
 /* Moves a into m (m->adapter, freed by rl_model_free; *a is left empty) so
  * that forward workspaces created after this apply it. a must be for m. */
 int rl_model_attach_adapter(rl_model *m, rl_adapter *a);
+
+/* Folds m's attached adapter into its weights: each target becomes f32,
+ * W' = deq(W) + (alpha/r) . B.A, dequantized exactly as the runtime does; the
+ * adapter is then dropped (m->adapter NULL) and m->content cleared, while
+ * m->source (the import's identity) stays. -1 without an adapter. */
+int rl_model_merge_adapter(rl_model *m);
 
 /* PATH+ADAPTER: the position of the '+' that splits arg into a model and an
  * adapter, or -1 when arg names an existing file as a whole or has no '+'. */

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "lora.h"
 #include "model.h"
+#include "pack.h"
 #include "parallel.h"
 #include "sample.h"
 
@@ -162,6 +163,16 @@ static int in_mapping(const rl_model *m, const void *p)
 		    (const char *)p < (const char *)m->mappings[i].addr + m->mappings[i].size)
 			return 1;
 	return 0;
+}
+
+void rl_model_replace_tensor(rl_model *m, rl_tensor *t, rl_dtype dt, void *data, size_t bytes)
+{
+	if (!in_mapping(m, t->data))
+		free(t->data);
+	t->data = data;
+	t->dtype = dt;
+	t->bytes = bytes;
+	m->content[0] = 0;
 }
 
 void rl_model_free(rl_model *m)
@@ -612,11 +623,9 @@ static int widen_vector(rl_tensor *t)
 	return 0;
 }
 
-static int load_stream(const char *path, rl_model *m)
+int rl_model_load_reader(rl_reader *r, rl_model *m)
 {
-	rl_reader *r = rl_reader_open(path);
-	if (!r)
-		return -1;
+	const char *path = rl_reader_name(r);
 	rl_msg msg;
 	int got, have_tok = 0, rc = -1;
 	rl_tensor *cur = NULL;
@@ -688,9 +697,18 @@ static int load_stream(const char *path, rl_model *m)
 	rl_reader_content(r, m->content);
 	rc = 0;
 done:
-	rl_reader_close(r);
 	if (rc)
 		rl_model_free(m);
+	return rc;
+}
+
+static int load_stream(const char *path, rl_model *m)
+{
+	rl_reader *r = rl_reader_open(path);
+	if (!r)
+		return -1;
+	int rc = rl_model_load_reader(r, m);
+	rl_reader_close(r);
 	return rc;
 }
 
@@ -752,6 +770,8 @@ int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m)
 		return load_stream(arg, m);
 	if (n == 4 && memcmp(magic, "GGUF", 4) == 0)
 		return rl_model_load_gguf(arg, m);
+	if (rl_pack_sniff(arg)) /* a recovery pack: its base with its adapter */
+		return rl_model_load_pack(arg, m);
 	return load_llama2c(arg, opts, m);
 }
 

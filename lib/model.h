@@ -84,6 +84,9 @@ typedef struct {
  * Returns 0, or -1 with rl_err naming the path. */
 int rl_model_load(const char *arg, const rl_load_opts *opts, rl_model *m);
 void rl_model_free(rl_model *m);
+/* A model stream from an open reader into m, which the caller has zeroed
+ * (and may have given an origin); the reader stays open. */
+int rl_model_load_reader(rl_reader *r, rl_model *m);
 
 /* The rotation frequency of pair j (0 <= j < head_dim/2) in radians per
  * position: rope_theta^(-2j/head_dim), scaled as the config says. */
@@ -102,6 +105,10 @@ int rl_config_from_json(const char *path, rl_config *c, char arch[16]);
 int rl_model_random(const rl_config *c, const char *arch, uint64_t seed, rl_model *m);
 /* The index in m->tensors of the tensor of that (canonical) name, or -1. */
 int rl_model_tensor_index(const rl_model *m, const char *name);
+/* Replaces t's (a tensor of m) storage with data (dtype dt, bytes long,
+ * allocated with malloc or posix_memalign; m takes it), freeing the old
+ * unless a mapping holds it. m->content no longer describes m: it is cleared. */
+void rl_model_replace_tensor(rl_model *m, rl_tensor *t, rl_dtype dt, void *data, size_t bytes);
 /* sha256 of the tensors as f32 (the "source" identity of an import). */
 int rl_model_hash_f32(const rl_model *m, char hex[65]);
 

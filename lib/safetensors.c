@@ -1,5 +1,6 @@
 /* safetensors.c: a memory-mapped, validated safetensors file. */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,19 @@ static int parse_header(rl_safetensors *st, const char *json, size_t len, const 
 				rl_seterr("%s: header: __metadata__ is not an object of strings", st->path);
 				goto done;
 			}
+			free(st->meta);
+			st->nmeta = 0;
+			if (!(st->meta = calloc(2 * md->len + 1, sizeof *st->meta))) {
+				rl_seterr("%s: out of memory", st->path);
+				goto done;
+			}
+			for (size_t k = 0; k < md->len; k++, st->nmeta++)
+				if (!(st->meta[2 * k] = strdup(md->keys[k])) ||
+				    !(st->meta[2 * k + 1] = strdup(md->items[k]->string))) {
+					st->nmeta++;
+					rl_seterr("%s: out of memory", st->path);
+					goto done;
+				}
 			continue;
 		}
 		rl_st_tensor *t = &st->tensors[st->ntensors];
@@ -226,8 +240,19 @@ const rl_st_tensor *rl_safetensors_find(const rl_safetensors *st, const char *na
 	return st->ntensors ? bsearch(&key, st->tensors, (size_t)st->ntensors, sizeof key, by_name) : NULL;
 }
 
+const char *rl_safetensors_meta(const rl_safetensors *st, const char *key)
+{
+	for (int i = st->nmeta - 1; i >= 0; i--)
+		if (strcmp(st->meta[2 * i], key) == 0)
+			return st->meta[2 * i + 1];
+	return NULL;
+}
+
 void rl_safetensors_close(rl_safetensors *st)
 {
+	for (int i = 0; i < 2 * st->nmeta; i++)
+		free(st->meta[i]);
+	free(st->meta);
 	for (int i = 0; i < st->ntensors; i++)
 		free(st->tensors[i].name);
 	free(st->tensors);
@@ -235,4 +260,112 @@ void rl_safetensors_close(rl_safetensors *st)
 		munmap(st->map, st->size);
 	free(st->path);
 	memset(st, 0, sizeof *st);
+}
+
+/* ---- writing ---- */
+
+static const char *st_dtype_name(rl_dtype dt)
+{
+	return dt == RL_F32 ? "F32" : dt == RL_F16 ? "F16" : dt == RL_BF16 ? "BF16" : NULL;
+}
+
+size_t rl_st_entry_bytes(const rl_st_entry *e)
+{
+	size_t bytes = e->dtype == RL_F32 ? 4 : 2;
+	for (int d = 0; d < e->ndim; d++)
+		if (rl_mul_size(bytes, (size_t)e->shape[d], &bytes))
+			return 0;
+	return bytes;
+}
+
+static int by_entry_name(const void *a, const void *b)
+{
+	return strcmp((*(const rl_st_entry *const *)a)->name, (*(const rl_st_entry *const *)b)->name);
+}
+
+int rl_safetensors_write(FILE *f, const char *path, const rl_st_entry *e, int n, const char *const *kv, int nmeta,
+			 int (*write_data)(void *arg, const rl_st_entry *e, FILE *f), void *arg)
+{
+	const rl_st_entry **order = malloc((n ? (size_t)n : 1) * sizeof *order);
+	char *header = NULL;
+	size_t hlen = 0;
+	FILE *h = NULL;
+	int rc = -1;
+	if (!order || !(h = open_memstream(&header, &hlen))) {
+		rl_seterr("%s: out of memory", path);
+		goto done;
+	}
+	for (int i = 0; i < n; i++) {
+		order[i] = &e[i];
+		if (!st_dtype_name(e[i].dtype) || e[i].ndim < 0 || e[i].ndim > RL_ST_MAX_DIMS) {
+			rl_seterr("%s: tensor %s: dtype %s or %d dimensions cannot be written (F32, F16, BF16; at most %d)",
+				  path, e[i].name, rl_dtypes[e[i].dtype].name, e[i].ndim, RL_ST_MAX_DIMS);
+			goto done;
+		}
+	}
+	qsort(order, (size_t)n, sizeof *order, by_entry_name);
+	for (int i = 1; i < n; i++)
+		if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+			rl_seterr("%s: tensor %s twice", path, order[i]->name);
+			goto done;
+		}
+	fputs("{\"__metadata__\":{\"format\":\"pt\"", h);
+	for (int i = 0; i < nmeta; i++) {
+		fputc(',', h);
+		rl_json_write_string(h, kv[2 * i], strlen(kv[2 * i]));
+		fputc(':', h);
+		rl_json_write_string(h, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+	}
+	fputc('}', h);
+	size_t off = 0;
+	for (int i = 0; i < n; i++) {
+		size_t bytes = rl_st_entry_bytes(order[i]);
+		if ((!bytes && order[i]->ndim) || __builtin_add_overflow(off, bytes, &off)) {
+			rl_seterr("%s: tensor %s: its size overflows", path, order[i]->name);
+			goto done;
+		}
+		fputc(',', h);
+		rl_json_write_string(h, order[i]->name, strlen(order[i]->name));
+		fprintf(h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(order[i]->dtype));
+		for (int d = 0; d < order[i]->ndim; d++)
+			fprintf(h, "%s%llu", d ? "," : "", (unsigned long long)order[i]->shape[d]);
+		fprintf(h, "],\"data_offsets\":[%zu,%zu]}", off - bytes, off);
+	}
+	fputc('}', h);
+	while (ftello(h) % 8) /* the data starts 8-byte aligned after the 8-byte length */
+		fputc(' ', h);
+	if (fclose(h) != 0) {
+		h = NULL;
+		rl_seterr("%s: out of memory", path);
+		goto done;
+	}
+	h = NULL;
+	unsigned char len[8];
+	for (int i = 0; i < 8; i++)
+		len[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+	if (fwrite(len, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen) {
+		rl_seterr("%s: %s", path, strerror(errno));
+		goto done;
+	}
+	for (int i = 0; i < n; i++) {
+		off_t at = ftello(f);
+		if (write_data(arg, order[i], f))
+			goto done;
+		if (ferror(f)) {
+			rl_seterr("%s: %s", path, strerror(errno));
+			goto done;
+		}
+		if (at >= 0 && ftello(f) - at != (off_t)rl_st_entry_bytes(order[i])) {
+			rl_seterr("%s: tensor %s: %lld bytes written, %zu in the header", path, order[i]->name,
+				  (long long)(ftello(f) - at), rl_st_entry_bytes(order[i]));
+			goto done;
+		}
+	}
+	rc = 0;
+done:
+	if (h)
+		fclose(h);
+	free(header);
+	free(order);
+	return rc;
 }

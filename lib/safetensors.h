@@ -1,4 +1,4 @@
-/* safetensors.h: reading a safetensors file, memory-mapped.
+/* safetensors.h: reading a safetensors file, memory-mapped, and writing one.
  *
  * The format: an 8-byte little-endian header length N, N bytes of JSON (an
  * object: per tensor name {"dtype", "shape", "data_offsets": [begin, end]},
@@ -11,6 +11,7 @@
 #define RL_SAFETENSORS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dtype.h"
 
@@ -33,6 +34,8 @@ typedef struct {
 	size_t size;
 	int ntensors;
 	rl_st_tensor *tensors;   /* (ntensors) sorted by name */
+	int nmeta;
+	char **meta;             /* (2 * nmeta) the __metadata__ keys and values */
 } rl_safetensors;
 
 /* Maps and validates path. Returns 0, or -1 with rl_err naming the path and
@@ -40,7 +43,32 @@ typedef struct {
 int rl_safetensors_open(rl_safetensors *st, const char *path);
 /* The tensor called name, or NULL. */
 const rl_st_tensor *rl_safetensors_find(const rl_safetensors *st, const char *name);
+/* The __metadata__ value of key, or NULL. */
+const char *rl_safetensors_meta(const rl_safetensors *st, const char *key);
 /* Unmaps (unless map was taken: set st->map = NULL to keep it) and frees. */
 void rl_safetensors_close(rl_safetensors *st);
+
+/* ---- writing ---- */
+
+/* One tensor to write: F32, F16 or BF16, shape outermost first. */
+typedef struct {
+	const char *name;
+	rl_dtype dtype;
+	int ndim;
+	uint64_t shape[RL_ST_MAX_DIMS];
+} rl_st_entry;
+
+/* Writes a safetensors file to f (path names it in messages): the header
+ * lists the n entries sorted by name (a name twice is an error) and the
+ * metadata, nmeta key/value pairs of strings (kv[2i], kv[2i+1]), always with
+ * "format": "pt" first as Hugging Face's writers put it; the JSON is padded
+ * with spaces so the data starts 8-byte aligned. Then the data, in the
+ * header's order: write_data(arg, e, f) must write exactly e's bytes
+ * (little-endian) and return 0, or -1 after rl_seterr. Returns 0, or -1 with
+ * rl_err naming path. */
+int rl_safetensors_write(FILE *f, const char *path, const rl_st_entry *e, int n, const char *const *kv, int nmeta,
+			 int (*write_data)(void *arg, const rl_st_entry *e, FILE *f), void *arg);
+/* Bytes of e's data (0 when the size overflows). */
+size_t rl_st_entry_bytes(const rl_st_entry *e);
 
 #endif

@@ -14,6 +14,8 @@ enum { BEFORE_HEADER, IN_SEGMENT, AFTER_END };
 
 struct rl_reader {
 	int fd, own_fd;
+	rl_read_fn read_fn;   /* reads through this instead of fd when set */
+	void *read_arg;
 	char name[512];
 	unsigned char *buf;   /* bytes read ahead; the current message starts at start */
 	size_t cap, len, start, msg_len;
@@ -97,6 +99,23 @@ rl_reader *rl_reader_open(const char *path)
 	return r;
 }
 
+rl_reader *rl_reader_open_fn(const char *name, rl_read_fn fn, void *arg)
+{
+	rl_reader *r = calloc(1, sizeof *r);
+	if (!r) {
+		rl_seterr("%s: out of memory", name);
+		return NULL;
+	}
+	r->fd = -1;
+	r->read_fn = fn;
+	r->read_arg = arg;
+	snprintf(r->name, sizeof r->name, "%s", name);
+	msgpack_unpacked_init(&r->msg);
+	msgpack_unpacked_init(&r->header);
+	rl_sha256_init(&r->content);
+	return r;
+}
+
 void rl_reader_close(rl_reader *r)
 {
 	if (!r)
@@ -147,8 +166,11 @@ static int ensure(rl_reader *r, size_t n)
 			r->buf = nb;
 			r->cap = cap;
 		}
-		ssize_t got = read(r->fd, r->buf + r->len, r->cap - r->len);
-		if (got < 0) {
+		ssize_t got;
+		if (r->read_fn) {
+			if ((got = r->read_fn(r->read_arg, r->buf + r->len, r->cap - r->len)) < 0)
+				return -1; /* the callback has said why */
+		} else if ((got = read(r->fd, r->buf + r->len, r->cap - r->len)) < 0) {
 			if (errno == EINTR)
 				continue;
 			rl_seterr("%s: %s", r->name, strerror(errno));

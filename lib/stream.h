@@ -65,6 +65,11 @@ typedef struct rl_reader rl_reader;
 
 /* Opens path ("-" = stdin). NULL on error. */
 rl_reader *rl_reader_open(const char *path);
+/* A reader of bytes from fn (e.g. a member of an archive): fn fills up to n
+ * bytes of buf and returns how many, 0 at the end, or -1 after rl_seterr.
+ * name is what messages call the stream. */
+typedef long (*rl_read_fn)(void *arg, void *buf, size_t n);
+rl_reader *rl_reader_open_fn(const char *name, rl_read_fn fn, void *arg);
 void rl_reader_close(rl_reader *r);
 const char *rl_reader_name(const rl_reader *r);
 

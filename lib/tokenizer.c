@@ -72,6 +72,11 @@ static int find_piece(const rl_tokenizer *tk, const char *s, size_t n)
 	return find_concat(tk, s, n, "", 0);
 }
 
+int rl_tokenizer_piece_id(const rl_tokenizer *tk, const char *s, size_t n)
+{
+	return tk->kind == RL_TOKENIZER_SENTENCEPIECE ? find_piece(tk, s, n) : -1;
+}
+
 /* b for a piece that is exactly "<0xNN>" (uppercase hex), else -1. */
 static int byte_piece_value(const char *p, int len)
 {

@@ -11,6 +11,7 @@
 #ifndef RL_TOKENIZER_H
 #define RL_TOKENIZER_H
 #include <stddef.h>
+#include <stdio.h>
 
 enum { RL_TOKENIZER_SENTENCEPIECE = 0, RL_TOKENIZER_BPE = 1 };
 
@@ -116,5 +117,26 @@ int rl_encode(const rl_tokenizer *tk, const char *text, size_t len, int bos, int
 const char *rl_decode_piece(const rl_tokenizer *tk, int prev, int token, size_t *len);
 
 void rl_tokenizer_free(rl_tokenizer *tk);
+
+/* SentencePiece kind: the id of the piece of these n bytes, or -1 (also for
+ * a BPE tokenizer). */
+int rl_tokenizer_piece_id(const rl_tokenizer *tk, const char *s, size_t n);
+
+/* Writes tk as Hugging Face tokenizer files (tokenizer_hf.c): tokenizer.json
+ * to json, tokenizer_config.json to config (model_max_length as given).
+ * A byte-level BPE tokenizer is written as it was read: model BPE with the
+ * vocabulary and merges in GPT-2's byte-level characters, added tokens,
+ * NFC when set, the Split regexes then ByteLevel, decoder ByteLevel. A
+ * SentencePiece-style one (llama2.c) in the form HF gives Llama's
+ * tokenizers: model BPE with byte_fallback, spaces written as U+2581, merges
+ * derived from the scores as HF's SentencePiece converter derives them
+ * (every split of a piece into two pieces, by the piece's score, best
+ * first), normalizer Prepend U+2581 (the dummy prefix) and Replace " ";
+ * decoder Replace, ByteFallback, Fuse, Strip. BOS and EOS (a llama2.c
+ * "\n<s>\n" is written "<s>") are special added tokens; add_bos_token is
+ * true when the tokenizer has a BOS. rl_tokenizer_load_hf reads both forms
+ * back to the same ids. Errors (a piece that is not UTF-8, or a tokenizer
+ * the format cannot express) name the token; 0 or -1. */
+int rl_tokenizer_write_hf(const rl_tokenizer *tk, FILE *json, FILE *config, int model_max_length);
 
 #endif

@@ -9,8 +9,8 @@
 # (distill; $RECOVER_RANK, $RECOVER_EPOCHS, $RECOVER_LR), and measures the
 # three with evalrun: perplexity and KL/top-1 agreement against the teacher on
 # the evaluation text, and, for stories260K's data, the TinyStories cloze and
-# last-word tasks, with the recovery table. The recovery pack joins with
-# lora-merge.
+# last-word tasks, with the recovery table; and packs the student, its adapter
+# and the results into a recovery pack (lora-merge --pack), out/recovery.tar.
 #
 # MODEL defaults to $RECOVER_MODEL, else ../shared/models/stories260K (found
 # relative to this script, not the caller's directory), else a small seeded
@@ -25,28 +25,15 @@ model=${1:-${RECOVER_MODEL:-}}
 out=${2:-$top/out}
 
 say() { echo "recover: $*" >&2; }
+rl_name=recover
+. "$here/lib.sh"
 
 sh "$top/.ci/deps.sh"
 make -s -C "$top" all >&2
 bin=$top/bin
 mkdir -p "$out"
 
-if [ -z "$model" ]; then
-	if [ -f "$shared/models/stories260K/stories260K.bin" ]; then
-		model=$shared/models/stories260K/stories260K.bin
-		say "model: stories260K ($model)"
-	else
-		cat > "$out/random-config.json" <<'JSON'
-{"model_type": "llama", "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 5,
- "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 512, "max_position_embeddings": 512}
-JSON
-		if [ ! -s "$out/random.msgpack" ]; then
-			"$bin/qpack" -p f32 --random "$out/random-config.json" --seed 1 -o "$out/random.msgpack"
-		fi
-		model=$out/random.msgpack
-		say "model: no stories260K at $shared/models; using a RANDOM-WEIGHT model (seed 1): figures below describe no real model"
-	fi
-fi
+[ -n "$model" ] || model=$(rl_default_model "$out")
 text=${RECOVER_TEXT:-$shared/data/tinystories/dev.txt}
 [ -f "$text" ] || { say "no evaluation text at $text (set RECOVER_TEXT)"; exit 1; }
 
@@ -61,11 +48,11 @@ stage() {
 	shift 4
 	if [ "$reused" = 1 ] && [ -s "$output" ] && [ "$(cat "$output.from" 2>/dev/null)" = "$stamp" ] &&
 		"$bin/tsdump" "$output" >/dev/null 2>&1; then
-		say "[$step/5] $name: reusing $output"
+		say "[$step/6] $name: reusing $output"
 		return
 	fi
 	reused=0
-	say "[$step/5] $name: $(basename "$1") $(shift; echo "$*")"
+	say "[$step/6] $name: $(basename "$1") $(shift; echo "$*")"
 	rm -f "$output.from"
 	"$@" 2>"${output%.msgpack}.log" || { cat "${output%.msgpack}.log" >&2; exit 1; }
 	tail -n 1 "${output%.msgpack}.log" >&2
@@ -105,10 +92,16 @@ tasks="--task ppl:$text"
 if [ "${RECOVER_TASKS:-}" != ppl ] && { [ "$(basename "$model")" = stories260K.bin ] || [ "${RECOVER_TASKS:-}" = tinystories ]; }; then
 	tasks="$tasks --task mc:$shared/data/mc/tinystories_cloze.jsonl --task lastword:$shared/data/tinystories/lastword.jsonl"
 fi
-say "[5/5] evaluate: $tasks"
+say "[5/6] evaluate: $tasks"
 # shellcheck disable=SC2086 # tasks holds several words on purpose
 "$bin/evalrun" $tasks --fp "$teacher" --quant "$student" --recovered "$student+$adapter" -o "$out/results.msgpack" \
 	> "$out/results.txt.tmp"
 mv "$out/results.txt.tmp" "$out/results.txt"
+
+# 6: the recovery pack: the student as trained against, its adapter, the results
+say "[6/6] pack: lora-merge --pack $out/recovery.tar"
+"$bin/lora-merge" --pack "$out/recovery.tar" --results "$out/results.msgpack" "$student" "$adapter" 2>"$out/recovery.log" ||
+	{ cat "$out/recovery.log" >&2; exit 1; }
+"$bin/lora-merge" --verify "$out/recovery.tar" > /dev/null
 cat "$out/results.txt"
-say "done: $out/teacher.msgpack, $out/student.msgpack, $out/samples.msgpack, $out/adapter.msgpack, $out/results.txt and results.msgpack (logs beside them)"
+say "done: $out/recovery.tar (the student, its adapter and the results; lora-merge --verify checks it), and beside it teacher.msgpack, student.msgpack, samples.msgpack, adapter.msgpack, results.txt and results.msgpack (logs too)"

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "lora.h"
 #include "model.h"
+#include "requant.h"
 #include "t.h"
 
 static char tmpdir[64];
@@ -281,6 +282,34 @@ int main(void)
 	CHECK(ok, "batch_invariant_exact", "a sequence's logits change with another in its batch");
 	rl_forward_free(f);
 	free(two);
+
+	/* lora-merge's merge (merge.c) against the merge by hand */
+	rl_model mg;
+	ok = rl_model_load(arg, NULL, &mg) == 0 && rl_model_merge_adapter(&mg) == 0 && !mg.adapter &&
+	     mg.tensors[rl_model_tensor_index(&mg, "blk.0.ffn_gate.weight")].dtype == RL_F32 &&
+	     strcmp(mg.source, ma.source) == 0 && batch_logits(&mg, tokens, T, 0, got) == 0;
+	e = ok ? t_rel_err(got, ref, (size_t)T * V) : 1;
+	CHECK(ok && e <= 1e-5, "merge_adapter", "relative error %.3g (%s)", e, rl_err());
+	/* re-quantizing in memory stores exactly what the stream writer stores */
+	rl_requant rq = { .policy = rl_policy_parse("q8"), .method = RL_QUANT_MSE, .m = &mg };
+	rl_quant_stats *st = calloc((size_t)mg.ntensors, sizeof *st);
+	const char *qpath = tmp("requant.msgpack");
+	w = rl_writer_open(qpath);
+	ok = rq.policy && st && w && rl_model_write(&mg, w, "test_lora", rl_requant_write_tensor, &rq) == 0 &&
+	     rl_writer_commit(w) == 0 && rl_requant_model(&rq, &mg, st) == 0;
+	rl_model back;
+	int same = ok && rl_model_load(qpath, NULL, &back) == 0;
+	for (int i = 0; same && i < mg.ntensors; i++)
+		same = back.tensors[i].dtype == mg.tensors[i].dtype && back.tensors[i].bytes == mg.tensors[i].bytes &&
+		       memcmp(back.tensors[i].data, mg.tensors[i].data, mg.tensors[i].bytes) == 0;
+	int gate = rl_model_tensor_index(&mg, "blk.0.ffn_gate.weight");
+	CHECK(same && mg.tensors[gate].dtype == RL_Q8G32 && st[gate].n > 0 && st[gate].sqnr_db > 20, "requant_model",
+	      "in-memory re-quantization differs from the written one (%s)", rl_err());
+	if (same)
+		rl_model_free(&back);
+	free(st);
+	rl_policy_free(rq.policy);
+	rl_model_free(&mg);
 
 	/* PATH+ADAPTER is not split when the whole argument is a file */
 	FILE *fp = fopen(tmp("x+y"), "w");

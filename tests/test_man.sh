@@ -4,7 +4,8 @@
 . "$(dirname "$0")/lib.sh"
 mkdir -p "$TMP/work"
 ln -s "$(cd "$SHARED" && pwd)" "$TMP/shared"
-for page in "$TOP"/man/man1/*.1 "$TOP"/man/man5/*.5; do
+ln -s "$TOP/pipelines" "$TMP/work/pipelines" # recover-pipelines(7) runs them as from the checkout
+for page in "$TOP"/man/man1/*.1 "$TOP"/man/man5/*.5 "$TOP"/man/man7/*.7; do
 	name=$(basename "$page")
 	sed -n '/^\.Sh EXAMPLES/,/^\.Sh /p' "$page" | sed -n 's/^\.Dl //p' | sed 's/\\e/\\/g' > "$TMP/examples"
 	if [ ! -s "$TMP/examples" ]; then

@@ -22,6 +22,15 @@ if SHARED=$SHARED RECOVER_TEXT=$TMP/excerpt.txt "$R" "" "$TMP/out" >"$TMP/r1.out
 else
 	fail pipeline_default_model "$(tail -n 3 "$TMP/r1.err" | tr '\n' ' ') $(head -c 300 "$TMP/out/results.txt" 2>/dev/null)"
 fi
+# it ends with a recovery pack that checks out and scores as the student with its adapter
+nll_of() { "$BIN/evalrun" --task "ppl:$TMP/excerpt.txt" --json "$1" 2>/dev/null | sed -n 's/.*"metric":"nll","value":\([0-9.eE+-]*\).*/\1/p'; }
+if "$BIN/lora-merge" --verify "$TMP/out/recovery.tar" >/dev/null 2>&1 && grep -q '\[6/6\] pack' "$TMP/r1.err" &&
+	[ -n "$(nll_of "$TMP/out/recovery.tar")" ] &&
+	[ "$(nll_of "$TMP/out/recovery.tar")" = "$(nll_of "$TMP/out/student.msgpack+$TMP/out/adapter.msgpack")" ]; then
+	pass pipeline_recovery_pack
+else
+	fail pipeline_recovery_pack "$(grep pack "$TMP/r1.err" | tail -n 2 | tr '\n' ' ')"
+fi
 
 # a rerun reuses the complete import
 if SHARED=$SHARED RECOVER_TASKS=ppl RECOVER_TEXT=$TMP/excerpt.txt "$R" "" "$TMP/out" >/dev/null 2>"$TMP/r2.err" &&
