@@ -99,30 +99,10 @@ else
 fi
 
 # --- teacher-gen against a PyTorch generation loop with a KV cache (same shapes, same threads) ---
-tg_rate() { # tg_rate ARGS...: teacher-gen's generated tokens/s
-	"$bin/teacher-gen" -t "$threads" -o "$work/tg.msgpack" "$@" 2>&1 >/dev/null | sed -n 's/.*(\([0-9]*\) tokens\/s).*/\1/p' | tail -n 1
-}
+TGEN_THREADS=$threads sh "$top/bench/tgen.sh" "$work/model.msgpack" "$work/w4w2.msgpack" "$config"
 stories=$top/../shared/models/stories260K/stories260K.bin
 have_torch=0
 /usr/bin/python3 -c 'import torch' 2>/dev/null && have_torch=1
-tg_compare() { # tg_compare LABEL MODEL TORCH_CONFIG STEPS N1 N32 GOAL
-	label=$1 model=$2 cfg=$3 steps=$4
-	o1=$(tg_rate -n "$5" -b 1 --max-len $((steps + 1)) "$model")
-	o32=$(tg_rate -n "$6" -b 32 --max-len $((steps + 1)) "$model")
-	if [ "$have_torch" = 1 ]; then
-		p1=$(get "$(/usr/bin/python3 "$top/bench/torch_generate.py" "$cfg" --batch 1 --steps "$steps" --threads "$threads")" tokens_per_s)
-		p32=$(get "$(/usr/bin/python3 "$top/bench/torch_generate.py" "$cfg" --batch 32 --steps "$steps" --threads "$threads")" tokens_per_s)
-	else
-		p1=0 p32=0
-	fi
-	awk -v l="$label" -v a="$o1" -v b="$o32" -v c="$p1" -v d="$p32" -v g="$7" 'BEGIN {
-		printf "teacher-gen %s: batch 1 %s tok/s, batch 32 %s tok/s (scaling %.2f)", l, a, b, b / a
-		if (c > 0) printf "; / PyTorch: batch 1 %.2f, batch 32 %.2f (goal >= %s)", a / c, b / d, g
-		printf "\n" }'
-}
-[ -f "$stories" ] && tg_compare stories260K "$stories" "$top/configs/stories260k.json" 128 64 64 5
-tg_compare "0.6B f32" "$work/model.msgpack" "$config" 16 8 32 1
-tg_compare "0.6B w4w2" "$work/w4w2.msgpack" "$config" 16 8 32 1
 
 # --- evalrun: three stories260K models on the dev data, and mc items/s against a PyTorch loop ---
 if [ -f "$stories" ]; then

@@ -4,6 +4,7 @@
 #include <err.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "eval.h"
 #include "json.h"
 #include "model.h"
+#include "parallel.h"
 #include "sample.h"
 #include "stream.h"
 #include "tool.h"
@@ -47,7 +49,116 @@ typedef struct {
 	int32_t *tk_ids;
 	unsigned char *tk_logits;
 	float *lse, *lse_tau;
+	int finished;      /* set by the batch's step; written out in slot order */
 } slot;
+
+/* What one thread needs to record and sample positions: the top-k, and the
+ * selection's and the sampler's scratch. */
+typedef struct {
+	int *tk, *is;      /* (k) (V) */
+	float *tv, *fs;    /* (k) (V) */
+	uint64_t *keys;    /* (V) */
+} scratch;
+
+/* One forward pass's sequences, recorded and sampled on the pool. */
+typedef struct {
+	slot *slots;
+	const int *which;      /* (na) slot of each sequence */
+	const rl_seq *seqs;    /* (na) */
+	const size_t *row0;    /* (na) first logits row of each */
+	const float *logits;
+	scratch *sc;           /* (parts) */
+	int na, parts, V, eos, bos, qat, f32_logits;
+	long k, sample_top_k, min_len, max_len;
+	double temp, top_p, kd_temp;
+} step_job;
+
+/* records the rows of sequence a of the pass and draws its next token */
+static void step_sequence(const step_job *j, int a, scratch *sc)
+{
+	slot *s = &j->slots[j->which[a]];
+	int nt = j->seqs[a].ntok, V = j->V;
+	long k = j->k;
+	/* row r of the logits: the distribution over tokens[fed + r + 1] */
+	int r_first = s->forced ? 0 : nt - 1, r_end = s->forced ? nt - 1 : nt;
+	for (int r = r_first; r < r_end; r++) {
+		const float *z = j->logits + (j->row0[a] + (size_t)r) * V;
+		rl_topk(z, V, (int)k, sc->tk, sc->tv, sc->keys);
+		memcpy(s->tk_ids + (size_t)s->rows * k, sc->tk, (size_t)k * sizeof(int32_t));
+		if (j->f32_logits) {
+			memcpy(s->tk_logits + (size_t)s->rows * k * 4, sc->tv, (size_t)k * 4);
+		} else {
+			for (long i = 0; i < k; i++) {
+				uint16_t h = rl_f32_to_f16(sc->tv[i]);
+				memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 2, &h, 2);
+			}
+		}
+		s->lse[s->rows] = rl_logsumexp_scaled(z, V, 1.0f);
+		if (j->kd_temp > 0)
+			s->lse_tau[s->rows] = rl_logsumexp_scaled(z, V, (float)(1.0 / j->kd_temp));
+		s->rows++;
+	}
+	s->fed += nt;
+	s->finished = s->forced != 0;
+	if (s->forced)
+		return;
+	const float *z = j->logits + (j->row0[a] + (size_t)nt - 1) * V;
+	int tok;
+	if (j->qat && s->len == 1) {
+		tok = (int)(rl_rng_next(&s->rng) % (uint64_t)V); /* LLM-QAT: a random first token */
+	} else if (s->greedy_left > 0) {
+		tok = sc->tk[0];
+		s->greedy_left--;
+	} else {
+		rl_sampler sp = { (float)j->temp, (int)j->sample_top_k, (float)j->top_p, s->len + 1 < j->min_len ? j->eos : -1 };
+		tok = rl_sample(z, V, &sp, &s->rng, sc->is, sc->fs);
+	}
+	s->tokens[s->len++] = tok;
+	/* EOS ends a sample; so does BOS, which llama2.c models emit between stories */
+	s->finished = tok == j->eos || tok == j->bos || s->len >= j->max_len;
+}
+
+/* parts [p0, p1): each a contiguous run of the sequences, with its own scratch */
+static void step_part(void *arg, int64_t p0, int64_t p1)
+{
+	const step_job *j = arg;
+	for (int64_t p = p0; p < p1; p++)
+		for (int64_t a = j->na * p / j->parts; a < j->na * (p + 1) / j->parts; a++)
+			step_sequence(j, (int)a, &j->sc[p]);
+}
+
+/* A small model's whole step on each thread: part p runs the forward pass of
+ * its own run of the sequences in its own workspace, then records and samples
+ * them. One hand-off a step instead of one a matrix product, which matters on
+ * a busy machine; the numbers are the same, as a sequence's never depend on
+ * the batch it shares. */
+enum { SPLIT_MAX_BYTES = 64 << 20 };
+
+typedef struct {
+	const step_job *sj;
+	rl_forward **fw;       /* (parts) */
+	rl_kvcache *kv;
+	atomic_int failed;
+	char err[512];
+} split_job;
+
+static void split_part(void *arg, int64_t p0, int64_t p1)
+{
+	split_job *j = arg;
+	const step_job *sj = j->sj;
+	for (int64_t p = p0; p < p1; p++) {
+		int a0 = (int)(sj->na * p / sj->parts), a1 = (int)(sj->na * (p + 1) / sj->parts);
+		if (a0 == a1)
+			continue;
+		if (rl_forward_run(j->fw[p], j->kv, a1 - a0, sj->seqs + a0, (float *)sj->logits + sj->row0[a0] * sj->V)) {
+			if (!atomic_exchange(&j->failed, 1))
+				snprintf(j->err, sizeof j->err, "%s", rl_err());
+			continue;
+		}
+		for (int a = a0; a < a1; a++)
+			step_sequence(sj, a, &sj->sc[p]);
+	}
+}
 
 /* an option's value, or a usage error naming the option */
 static long parse_long(const char *opt, const char *s, long lo, long hi)
@@ -294,14 +405,39 @@ int main(int argc, char **argv)
 	if (!f || rl_forward_set_batch_invariant(f, 1) || rl_kvcache_init(&kv, &m, (int)batch, (int)max_len))
 		errx(1, "%s", rl_err());
 	slot *slots = calloc((size_t)batch, sizeof *slots);
-	float *logits = malloc((size_t)max_tokens * V * sizeof(float)), *fs = malloc((size_t)V * sizeof(float));
-	int *is = malloc((size_t)V * sizeof(int)), *tk = malloc((size_t)k * sizeof(int));
-	float *tv = malloc((size_t)k * sizeof(float));
+	float *logits = malloc((size_t)max_tokens * V * sizeof(float));
 	rl_seq *seqs = malloc((size_t)batch * sizeof *seqs);
 	int *which = malloc((size_t)batch * sizeof(int));
+	size_t *row0 = malloc((size_t)batch * sizeof(size_t));
 	int32_t *t32 = malloc((size_t)max_len * sizeof(int32_t));
-	if (!slots || !logits || !fs || !is || !tk || !tv || !seqs || !which || !t32)
+	/* the weights read a step (the embedding is looked up) decide how threads share it */
+	size_t wbytes = 0;
+	for (int i = 0; i < m.ntensors; i++)
+		if (&m.tensors[i] != m.token_embd)
+			wbytes += m.tensors[i].bytes;
+	int split = rl_parallel_threads() > 1 && wbytes <= SPLIT_MAX_BYTES;
+	/* split: two runs of sequences a thread, so a late thread's are taken by the others */
+	int nparts = rl_parallel_threads() * (split ? 2 : 1);
+	if (nparts > batch)
+		nparts = (int)batch;
+	rl_forward **fw = split ? calloc((size_t)nparts, sizeof *fw) : NULL;
+	if (split && !fw)
 		errx(1, "out of memory");
+	for (int p = 0; split && p < nparts; p++)
+		if (!(fw[p] = rl_forward_new(&m, (int)max_tokens, (int)max_len)) || rl_forward_set_batch_invariant(fw[p], 1))
+			errx(1, "%s", rl_err());
+	scratch *sc = calloc((size_t)nparts, sizeof *sc);
+	if (!slots || !logits || !seqs || !which || !row0 || !t32 || !sc)
+		errx(1, "out of memory");
+	for (int p = 0; p < nparts; p++) {
+		sc[p].tk = malloc((size_t)k * sizeof(int));
+		sc[p].tv = malloc((size_t)k * sizeof(float));
+		sc[p].is = malloc((size_t)V * sizeof(int));
+		sc[p].fs = malloc((size_t)V * sizeof(float));
+		sc[p].keys = malloc((size_t)V * sizeof(uint64_t));
+		if (!sc[p].tk || !sc[p].tv || !sc[p].is || !sc[p].fs || !sc[p].keys)
+			errx(1, "out of memory");
+	}
 	for (long b = 0; b < batch; b++) {
 		slot *s = &slots[b];
 		s->tokens = malloc((size_t)max_len * sizeof(int));
@@ -382,52 +518,24 @@ int main(int argc, char **argv)
 			if (na == 0)
 				continue;
 			any = 1;
-			if (rl_forward_run(f, &kv, na, seqs, logits))
-				errx(1, "%s", rl_err());
-			size_t row0 = 0;
+			for (int a = 0, r = 0; a < na; r += seqs[a].ntok, a++)
+				row0[a] = (size_t)r;
+			step_job sj = { slots, which, seqs, row0, logits, sc, na, na < nparts ? na : nparts, V, eos, bos, qat,
+					f32_logits, k, sample_top_k, min_len, max_len, temp, top_p, kd_temp };
+			if (split) {
+				split_job xj = { .sj = &sj, .fw = fw, .kv = &kv };
+				rl_parallel_each(sj.parts, split_part, &xj);
+				if (atomic_load(&xj.failed))
+					errx(1, "%s", xj.err);
+			} else {
+				if (rl_forward_run(f, &kv, na, seqs, logits))
+					errx(1, "%s", rl_err());
+				rl_parallel_for(sj.parts, 1, step_part, &sj);
+			}
+			/* finished samples go out in slot order, whatever thread made them */
 			for (int a = 0; a < na && !failed; a++) {
 				slot *s = &slots[which[a]];
-				int nt = seqs[a].ntok;
-				/* row r of the logits: the distribution over tokens[fed + r + 1] */
-				int r_first = s->forced ? 0 : nt - 1, r_end = s->forced ? nt - 1 : nt;
-				for (int r = r_first; r < r_end; r++) {
-					const float *z = logits + (row0 + (size_t)r) * V;
-					rl_topk(z, V, (int)k, tk, tv);
-					for (long i = 0; i < k; i++) {
-						s->tk_ids[(size_t)s->rows * k + i] = tk[i];
-						if (f32_logits)
-							memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 4, &tv[i], 4);
-						else {
-							uint16_t h = rl_f32_to_f16(tv[i]);
-							memcpy(s->tk_logits + ((size_t)s->rows * k + i) * 2, &h, 2);
-						}
-					}
-					s->lse[s->rows] = rl_logsumexp_scaled(z, V, 1.0f);
-					if (kd_temp > 0)
-						s->lse_tau[s->rows] = rl_logsumexp_scaled(z, V, (float)(1.0 / kd_temp));
-					s->rows++;
-				}
-				s->fed += nt;
-				int finished = s->forced != 0;
-				if (!s->forced) {
-					const float *z = logits + (row0 + (size_t)nt - 1) * V;
-					int tok;
-					if (qat && s->len == 1) {
-						tok = (int)(rl_rng_next(&s->rng) % (uint64_t)V); /* LLM-QAT: a random first token */
-					} else if (s->greedy_left > 0) {
-						tok = tk[0];
-						s->greedy_left--;
-					} else {
-						rl_sampler sp = { (float)temp, (int)sample_top_k, (float)top_p,
-								  s->len + 1 < min_len ? eos : -1 };
-						tok = rl_sample(z, V, &sp, &s->rng, is, fs);
-					}
-					s->tokens[s->len++] = tok;
-					/* EOS ends a sample; so does BOS, which llama2.c models emit between stories */
-					finished = tok == eos || tok == bos || s->len >= max_len;
-				}
-				row0 += (size_t)nt;
-				if (!finished)
+				if (!s->finished)
 					continue;
 				size_t R = (size_t)s->rows;
 				msgpack_pack_map(pk, 7 + (kd_temp > 0));
@@ -485,16 +593,24 @@ int main(int argc, char **argv)
 	}
 	free(slots);
 	free(logits);
-	free(fs);
-	free(is);
-	free(tk);
-	free(tv);
+	for (int p = 0; p < nparts; p++) {
+		free(sc[p].tk);
+		free(sc[p].tv);
+		free(sc[p].is);
+		free(sc[p].fs);
+		free(sc[p].keys);
+	}
+	free(sc);
+	free(row0);
 	free(seqs);
 	free(which);
 	free(t32);
 	starts_free(&st);
 	rl_kvcache_free(&kv);
 	rl_forward_free(f);
+	for (int p = 0; split && p < nparts; p++)
+		rl_forward_free(fw[p]);
+	free(fw);
 	rl_model_free(&m);
 	return 0;
 }

@@ -380,7 +380,6 @@ int rl_eval_continuations(const rl_model *m, const rl_cont_req *req, size_t n, i
 	}
 	if (use_cache && rl_kvcache_init(&kv, m, (int)S, maxlen))
 		goto done;
-	size_t KD = (size_t)kv.kv_dim;
 	size_t i = 0; /* first request not yet scored */
 	while (i < n) {
 		size_t k = i, tokA = 0, tokB = 0;
@@ -425,14 +424,8 @@ int rl_eval_continuations(const rl_model *m, const rl_cont_req *req, size_t n, i
 				goto done;
 			for (int g = 0; g < ngrp; g++) {
 				const cont_group *gr = &groups[g];
-				for (int l = 0; gr->prefix && l < kv.n_layers; l++) {
-					size_t b0 = ((size_t)l * S + (size_t)gr->slot0) * (size_t)kv.ctx * KD;
-					for (int o = 1; o < gr->nreq; o++) {
-						size_t bo = ((size_t)l * S + (size_t)(gr->slot0 + o)) * (size_t)kv.ctx * KD;
-						memcpy(kv.k + bo, kv.k + b0, (size_t)gr->prefix * KD * sizeof(float));
-						memcpy(kv.v + bo, kv.v + b0, (size_t)gr->prefix * KD * sizeof(float));
-					}
-				}
+				for (int o = 1; gr->prefix && o < gr->nreq; o++)
+					rl_kvcache_copy_prefix(&kv, gr->slot0, gr->slot0 + o, gr->prefix);
 			}
 		}
 		if (rl_forward_run(f, use_cache ? &kv : NULL, nreq, seqs, logits))

@@ -317,6 +317,13 @@ int rl_gguf_open(rl_gguf *g, const char *path)
 		if (rd_u32(&c, &t->ggml_type, t->name) || rd_u64(&c, &t->offset, t->name))
 			goto fail;
 		t->bytes = tensor_bytes(t->ggml_type, t->ne[0], n);
+		rl_dtype dt;
+		if (!t->bytes && !ggml_dtype(t->ggml_type, &dt)) {
+			/* a type we read whose rows are not whole blocks: ggml refuses them too */
+			rl_seterr("%s: tensor %s: rows of %llu elements are not whole blocks of %zu (%s)", path,
+				  t->name, (unsigned long long)t->ne[0], rl_dtypes[dt].block, rl_dtypes[dt].name);
+			goto fail;
+		}
 		g->ntensors++;
 	}
 	size_t hdr = (size_t)(c.p - g->map), data = (hdr + g->alignment - 1) / g->alignment * g->alignment;

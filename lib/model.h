@@ -130,13 +130,18 @@ typedef struct {
 	const int *tokens;  /* (ntok) */
 } rl_seq;
 
+/* Keys are stored dimension-major, so decode reads each dimension's positions
+ * as one run: k (L, nslots, KH, D, stride), v (L, nslots, KH, ctx, D);
+ * stride is ctx rounded up to a multiple of 8. Use the functions, not the layout. */
 typedef struct {
-	int nslots, ctx, kv_dim, n_layers;
-	float *k, *v;       /* (L, nslots, ctx, KH*D) */
+	int nslots, ctx, kv_dim, n_layers, head_dim, stride;
+	float *k, *v;
 } rl_kvcache;
 
 int rl_kvcache_init(rl_kvcache *c, const rl_model *m, int nslots, int ctx);
 void rl_kvcache_free(rl_kvcache *c);
+/* Copies positions [0, npos) of every layer from one slot to another (a shared prefix). */
+void rl_kvcache_copy_prefix(rl_kvcache *c, int from, int to, int npos);
 
 typedef struct rl_forward rl_forward;
 

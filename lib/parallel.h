@@ -14,6 +14,10 @@
 /* Runs fn(arg, begin, end) over [0, n) split into at most rl_parallel_threads()
  * contiguous ranges whose bounds are multiples of grain (except the last end). */
 void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
+/* Runs fn(arg, i, i + 1) for every i in [0, n), each claimed on its own by
+ * whichever thread is free: for a few heavy items, where a thread that is
+ * descheduled on a busy machine should hold up no more than the one it runs. */
+void rl_parallel_each(int64_t n, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
 
 /* n >= 1; starts or stops workers as needed. */
 void rl_parallel_set_threads(int n);
@@ -31,5 +35,9 @@ void rl_gemm_rows_f32(int OC, int IC, const float *W, int N, const float *X, siz
 /* y[r] = W row r . x for rows [r0, r1), on the calling thread: the per-row
  * arithmetic of rl_gemv_f32. */
 void rl_dot_rows_f32(const float *W, const float *x, float *y, int64_t r0, int64_t r1, int IC);
+/* Y[n][r] = W row r . X row n for rows [r0, r1) of W (row stride ldw) and the
+ * N vectors, on the calling thread, each output as rl_gemv_f32 computes it. */
+void rl_gemm_rows_block_f32(const float *W, size_t ldw, int64_t r0, int64_t r1, int N, const float *X, size_t ldx,
+			    float *Y, size_t ldy, int IC);
 
 #endif

@@ -18,9 +18,11 @@ uint64_t rl_rng_next(rl_rng *r);
 /* uniform in [0, 1) with 53 bits */
 double rl_rng_uniform(rl_rng *r);
 
-/* The k largest of z[0..V-1], sorted descending, ties to the lower id. */
-void rl_topk(const float *z, int V, int k, int *ids, float *vals);
-/* log sum exp(z[i] * scale), in double, returned as float */
+/* The k largest of z[0..V-1], sorted descending, ties to the lower id.
+ * scratch: V values, or NULL for a slower way that needs none. */
+void rl_topk(const float *z, int V, int k, int *ids, float *vals, uint64_t *scratch);
+/* log sum exp(z[i] * scale): the exponentials in float (within about 1 ulp)
+ * summed in double where AVX2 runs, else all in double */
 float rl_logsumexp_scaled(const float *z, int V, float scale);
 
 typedef struct {

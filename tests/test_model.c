@@ -183,19 +183,24 @@ static void test_stream_round_trip(const rl_model *m)
 }
 
 /* Architectures without an external reference here yet: the two paths must agree. */
-static void test_random_arch(const char *arch, int qk_norm, int qkv_bias, rl_rope_style style)
+/* The decode kernel (keys from the cache) against the batched sgemm path. With
+ * heads: head_dim D, H query and KH kv heads over T tokens, to reach the
+ * kernel's edges: head groups of 1 to 6 (4 + 2), positions past whole blocks,
+ * and D not a multiple of 8 (the portable kernel). */
+static void test_random_shape(const char *arch, const char *what, int qk_norm, int qkv_bias, rl_rope_style style, int D,
+			      int H, int KH, int T)
 {
-	rl_config c = { .dim = 48, .hidden_dim = 80, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2, .head_dim = 16,
+	rl_config c = { .dim = 48, .hidden_dim = 80, .n_layers = 2, .n_heads = H, .n_kv_heads = KH, .head_dim = D,
 			.vocab_size = 300, .seq_len = 64, .rope_theta = 1e6, .norm_eps = 1e-6, .rope_style = style,
 			.qk_norm = qk_norm, .qkv_bias = qkv_bias, .tied_embeddings = 0 };
 	rl_model m;
-	char name[64];
-	snprintf(name, sizeof name, "random_%s_batched_equals_decode", arch);
+	char name[80];
+	snprintf(name, sizeof name, "random_%s%s_batched_equals_decode", arch, what);
 	if (rl_model_random(&c, arch, 7, &m)) {
 		CHECK(0, name, "%s", rl_err());
 		return;
 	}
-	int T = 20, tokens[20];
+	int tokens[64];
 	for (int i = 0; i < T; i++)
 		tokens[i] = (i * 101 + 5) % c.vocab_size;
 	float *a = malloc((size_t)T * c.vocab_size * sizeof(float)), *b = malloc((size_t)T * c.vocab_size * sizeof(float));
@@ -339,8 +344,12 @@ int main(void)
 	test_quantized(&m, "f16");
 	test_quantized(&m, "q8g64;ffn_*=q3g32;attn_*=q4g128");
 	rl_model_free(&m);
-	test_random_arch("qwen3", 1, 0, RL_ROPE_HALF);
-	test_random_arch("qwen2", 0, 1, RL_ROPE_HALF);
-	test_random_arch("llama", 0, 0, RL_ROPE_INTERLEAVED);
+	test_random_shape("qwen3", "", 1, 0, RL_ROPE_HALF, 16, 4, 2, 20);
+	test_random_shape("qwen2", "", 0, 1, RL_ROPE_HALF, 16, 4, 2, 20);
+	test_random_shape("llama", "", 0, 0, RL_ROPE_INTERLEAVED, 16, 4, 2, 20);
+	test_random_shape("llama", "_d8_g1", 0, 0, RL_ROPE_INTERLEAVED, 8, 6, 6, 45);
+	test_random_shape("llama", "_d40_g3", 0, 0, RL_ROPE_INTERLEAVED, 40, 6, 2, 61);
+	test_random_shape("qwen3", "_d8_g6", 1, 0, RL_ROPE_HALF, 8, 12, 2, 37);
+	test_random_shape("llama", "_d6_portable", 0, 0, RL_ROPE_INTERLEAVED, 6, 4, 2, 33);
 	return t_done();
 }

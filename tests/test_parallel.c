@@ -94,6 +94,41 @@ int main(void)
 		}
 	}
 	CHECK(worst < 1, "gemv_f32_matches_double_sum", "error %.3g of 1e-6 x sum|terms| at %s", worst, where);
+
+	/* batches: every tile shape, the split by vectors (small matrices) and by
+	 * rows (large ones), and strided rows give each vector's lone product, bit
+	 * for bit */
+	static const int bshapes[][3] = { { 1, 1, 5 }, { 7, 9, 13 }, { 5, 64, 32 }, { 64, 172, 33 }, { 37, 23, 4 },
+					  { 300, 333, 11 }, { 600, 1030, 9 } };
+	int batch_bad = 0;
+	char bwhy[160] = "";
+	for (size_t t = 0; t < 3; t++) {
+		rl_parallel_set_threads(threads[t]);
+		for (size_t s = 0; s < sizeof bshapes / sizeof *bshapes; s++) {
+			int OC = bshapes[s][0], IC = bshapes[s][1], N = bshapes[s][2];
+			size_t ldx = (size_t)IC + 3, ldy = (size_t)OC + 1;
+			float *W = malloc((size_t)OC * IC * sizeof(float)), *X = malloc(N * ldx * sizeof(float));
+			float *Y = malloc(N * ldy * sizeof(float)), *y = malloc((size_t)OC * sizeof(float));
+			for (size_t i = 0; i < (size_t)OC * IC; i++)
+				W[i] = frand();
+			for (size_t i = 0; i < N * ldx; i++)
+				X[i] = frand();
+			for (int n = 1; n <= N; n += N > 4 ? N / 3 : 1) {
+				rl_gemm_rows_f32(OC, IC, W, n, X, ldx, Y, ldy);
+				for (int v = 0; v < n; v++) {
+					rl_gemv_f32(OC, IC, W, X + v * ldx, y);
+					if (memcmp(y, Y + v * ldy, (size_t)OC * sizeof(float)) && !batch_bad++)
+						snprintf(bwhy, sizeof bwhy, "threads %d, %dx%d, vector %d of %d", threads[t], OC,
+							 IC, v, n);
+				}
+			}
+			free(W);
+			free(X);
+			free(Y);
+			free(y);
+		}
+	}
+	CHECK(batch_bad == 0, "gemm_rows_f32_batch_invariant", "a batched output differs from the lone one: %s", bwhy);
 	rl_parallel_set_threads(1);
 	return t_done();
 }

@@ -37,16 +37,74 @@ static void test_topk(void)
 	float z[10] = { 0.5f, 2.0f, -1.0f, 2.0f, 3.0f, 0.5f, 2.0f, -5.0f, 1.0f, 3.0f };
 	int ids[10];
 	float v[10];
-	rl_topk(z, 10, 5, ids, v);
+	rl_topk(z, 10, 5, ids, v, NULL);
 	/* 3 (ids 4, 9), then 2 (ids 1, 3, 6): ties to the lower id */
 	int want[5] = { 4, 9, 1, 3, 6 };
 	CHECK(memcmp(ids, want, sizeof want) == 0 && v[0] == 3.0f && v[4] == 2.0f, "topk_sorted_ties_lower_id",
 	      "got %d %d %d %d %d", ids[0], ids[1], ids[2], ids[3], ids[4]);
-	rl_topk(z, 10, 10, ids, v);
+	rl_topk(z, 10, 10, ids, v, NULL);
 	int ok = 1;
 	for (int i = 1; i < 10; i++)
 		ok &= v[i - 1] > v[i] || (v[i - 1] == v[i] && ids[i - 1] < ids[i]);
 	CHECK(ok && ids[9] == 7, "topk_full_vocabulary", "not a total order");
+}
+
+/* The selection with scratch (block maxima, then a select and a sort) gives
+ * exactly the heap's answer: many sizes, few distinct values (ties), -0 and +0,
+ * sorted and reversed inputs. And logsumexp against a double-precision sum. */
+static void test_topk_scratch(void)
+{
+	static const int Vs[] = { 1, 2, 7, 8, 9, 63, 64, 65, 300, 512, 1000, 20011 };
+	uint64_t state = 12345;
+	int bad = 0;
+	char why[160] = "";
+	double worst = 0;
+	for (size_t vi = 0; vi < sizeof Vs / sizeof *Vs; vi++) {
+		int V = Vs[vi];
+		float *z = malloc((size_t)V * sizeof(float)), *v1 = malloc((size_t)V * sizeof(float));
+		float *v2 = malloc((size_t)V * sizeof(float));
+		int *i1 = malloc((size_t)V * sizeof(int)), *i2 = malloc((size_t)V * sizeof(int));
+		uint64_t *scratch = malloc((size_t)V * sizeof(uint64_t));
+		for (int kind = 0; kind < 5; kind++) {
+			for (int i = 0; i < V; i++) {
+				double u = (double)(rl_splitmix64(&state) >> 11) * 0x1.0p-53;
+				z[i] = kind == 0   ? (float)(u * 20 - 10)
+				       : kind == 1 ? (float)(int)(u * 5) - 2.0f     /* five values, many ties */
+				       : kind == 2 ? (u < 0.5 ? -0.0f : 0.0f)        /* signed zeros only */
+				       : kind == 3 ? (float)i * 0.25f                /* ascending */
+						   : (float)(V - i) * 0.25f;         /* descending */
+			}
+			int ks[] = { 1, 2, 5, 64, V / 2, V - 1, V };
+			for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+				int k = ks[ki];
+				if (k < 1 || k > V)
+					continue;
+				rl_topk(z, V, k, i1, v1, NULL);
+				rl_topk(z, V, k, i2, v2, scratch);
+				if ((memcmp(i1, i2, (size_t)k * sizeof(int)) || memcmp(v1, v2, (size_t)k * sizeof(float))) && !bad++)
+					snprintf(why, sizeof why, "V %d, k %d, values of kind %d", V, k, kind);
+			}
+			if (kind == 0)
+				for (int sc = 0; sc < 2; sc++) {
+					float scale = sc ? 0.5f : 1.0f;
+					double mx = -INFINITY, sum = 0;
+					for (int i = 0; i < V; i++)
+						mx = fmax(mx, (double)z[i] * scale);
+					for (int i = 0; i < V; i++)
+						sum += exp((double)z[i] * scale - mx);
+					double ref = mx + log(sum), e = fabs(rl_logsumexp_scaled(z, V, scale) - ref) / fmax(fabs(ref), 1);
+					worst = fmax(worst, e);
+				}
+		}
+		free(z);
+		free(v1);
+		free(v2);
+		free(i1);
+		free(i2);
+		free(scratch);
+	}
+	CHECK(bad == 0, "topk_scratch_equals_heap", "the two selections differ at %s", why);
+	CHECK(worst < 1e-6, "logsumexp_matches_double", "relative error %.3g", worst);
 }
 
 /* Draws 400,000 tokens and compares the frequencies with the distribution the
@@ -113,6 +171,16 @@ static void test_sampler(void)
 	float fs[4];
 	CHECK(rl_sample(z, 4, &g, &r, is, fs) == 1 && rl_sample(z, 4, &gb, &r, is, fs) == 2, "sampler_greedy",
 	      "argmax with ties to the lower id, skipping a banned token");
+}
+
+static double logsumexp_double(const float *z, int V, double scale)
+{
+	double mx = -INFINITY, s = 0;
+	for (int i = 0; i < V; i++)
+		mx = fmax(mx, z[i] * scale);
+	for (int i = 0; i < V; i++)
+		s += exp(z[i] * scale - mx);
+	return mx + log(s);
 }
 
 /* Every recorded row against the batched forward pass over the sample's tokens. */
@@ -183,8 +251,8 @@ static void test_recorded_logits(void)
 			float lse, lt;
 			memcpy(&lse, (const char *)s->logsumexp + (size_t)j * 4, 4);
 			memcpy(&lt, (const char *)s->logsumexp_tau + (size_t)j * 4, 4);
-			double e1 = fabs(lse - rl_logsumexp_scaled(z, V, 1.0f)) / fabs(lse);
-			double e2 = fabs(lt - rl_logsumexp_scaled(z, V, 0.5f)) / fabs(lt);
+			double e1 = fabs(lse - logsumexp_double(z, V, 1.0)) / fabs(lse);
+			double e2 = fabs(lt - logsumexp_double(z, V, 0.5)) / fabs(lt);
 			worst_lse = fmax(worst_lse, fmax(e1, e2));
 		}
 		nsamples++;
@@ -202,6 +270,7 @@ int main(void)
 {
 	test_rng();
 	test_topk();
+	test_topk_scratch();
 	test_sampler();
 	test_recorded_logits();
 	return t_done();

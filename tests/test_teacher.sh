@@ -10,10 +10,20 @@ samples() { # the sample lines of a stream, sorted by id
 check teacher_gen_runs "$TG" -n 9 -b 4 --max-len 64 --seed 3 -o "$TMP/a.msgpack" "$MODEL"
 "$TG" -n 9 -b 4 --max-len 64 --seed 3 -o "$TMP/b.msgpack" "$MODEL" 2>/dev/null
 if cmp -s "$TMP/a.msgpack" "$TMP/b.msgpack"; then pass teacher_gen_deterministic; else fail teacher_gen_deterministic "two runs differ"; fi
-"$TG" -n 9 -b 7 --max-len 64 --seed 3 -o "$TMP/c.msgpack" "$MODEL" 2>/dev/null
+"$TG" -n 9 -b 9 --max-len 64 --seed 3 -o "$TMP/c.msgpack" "$MODEL" 2>/dev/null
 if [ "$(samples "$TMP/a.msgpack")" = "$(samples "$TMP/c.msgpack")" ]; then pass teacher_gen_batch_independent; else fail teacher_gen_batch_independent "another batch size changed the samples"; fi
 "$TG" -n 9 -b 4 --max-len 64 --seed 4 -o "$TMP/d.msgpack" "$MODEL" 2>/dev/null
 if [ "$(samples "$TMP/a.msgpack")" != "$(samples "$TMP/d.msgpack")" ]; then pass teacher_gen_seed_matters; else fail teacher_gen_seed_matters "seeds 3 and 4 gave the same samples"; fi
+
+# the thread count changes nothing: work is split in fixed ranges, whoever runs them
+"$TG" -n 9 -b 4 --max-len 64 --seed 3 -t 3 -o "$TMP/t3.msgpack" "$MODEL" 2>/dev/null
+"$TG" -n 9 -b 4 --max-len 64 --seed 3 -t 1 -o "$TMP/t1.msgpack" "$MODEL" 2>/dev/null
+if [ -s "$TMP/t3.msgpack" ] && [ "$(samples "$TMP/t1.msgpack")" = "$(samples "$TMP/t3.msgpack")" ] &&
+	[ "$(samples "$TMP/t1.msgpack")" = "$(samples "$TMP/a.msgpack")" ]; then
+	pass teacher_gen_thread_count_independent
+else
+	fail teacher_gen_thread_count_independent "1 and 3 threads gave different samples"
+fi
 
 # shards: their union is the unsharded run, sample for sample, and cat reads as one stream
 for i in 0 1 2; do "$TG" -n 9 -b 2 --max-len 64 --seed 3 --shard $i/3 -o "$TMP/s$i.msgpack" "$MODEL" 2>/dev/null; done
