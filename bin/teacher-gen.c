@@ -474,7 +474,7 @@ int main(int argc, char **argv)
 
 	/* global ids i, i+n, i+2n, ... below N belong to shard i/n */
 	uint64_t next = (uint64_t)shard_i, total = n > shard_i ? (uint64_t)((n - shard_i + shard_n - 1) / shard_n) : 0;
-	uint64_t done = 0, tokens_out = 0, bytes_before = 0;
+	uint64_t done = 0, tokens_out = 0;
 	double t0 = now(), last = t0;
 	int tty = rl_stderr_tty(), failed = 0;
 	while (!failed) {
@@ -571,7 +571,6 @@ int main(int argc, char **argv)
 	}
 	if (tty)
 		fputc('\n', stderr);
-	(void)bytes_before;
 	uint64_t written = 0;
 	if (failed || rl_write_end(w) || (written = rl_writer_bytes(w), rl_writer_commit(w))) {
 		char msg[512];
