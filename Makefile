@@ -37,6 +37,7 @@ bin/%: bin/%.c lib/librecover.a
 
 tests/test_%: tests/test_%.c tests/t.h lib/librecover.a
 	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+tests/test_quant tests/test_gguf_quant: tests/int8_check.h
 
 # a harness without libFuzzer: replays saved inputs (make check)
 fuzz/replay_%: fuzz/fuzz_%.c fuzz/driver.c fuzz/fuzz.h lib/librecover.a

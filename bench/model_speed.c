@@ -1,6 +1,7 @@
 /* model_speed: prefill and decode speed of a model, as ratios to this machine's
  * limits measured in the same run (sgemm FLOP/s, memory read bandwidth).
- * usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] MODEL
+ * usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] [--int8-act] MODEL
+ * (--int8-act: the quantized layers take 8-bit activations, quant.h)
  * Prints one line of JSON. */
 #include <err.h>
 #include <getopt.h>
@@ -23,10 +24,11 @@ static double now(void)
 
 int main(int argc, char **argv)
 {
-	int threads = 2, ntok = 512, ndecode = 32, reps = 3;
+	int threads = 2, ntok = 512, ndecode = 32, reps = 3, int8_act = 0;
 	static const struct option longopts[] = {
 		{ "tokens", required_argument, NULL, 'n' }, { "decode", required_argument, NULL, 'd' },
-		{ "reps", required_argument, NULL, 'r' }, { NULL, 0, NULL, 0 },
+		{ "reps", required_argument, NULL, 'r' }, { "int8-act", no_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "t:", longopts, NULL)) != -1) {
@@ -35,15 +37,17 @@ int main(int argc, char **argv)
 		case 'n': ntok = atoi(optarg); break;
 		case 'd': ndecode = atoi(optarg); break;
 		case 'r': reps = atoi(optarg); break;
+		case 'i': int8_act = 1; break;
 		default: return 2;
 		}
 	}
 	if (optind != argc - 1 || threads < 1 || ntok < 1 || ndecode < 1 || reps < 1 || reps > 100)
-		errx(2, "usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] MODEL");
+		errx(2, "usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] [--int8-act] MODEL");
 	rl_set_threads(threads);
 	rl_model m;
 	if (rl_model_load(argv[optind], NULL, &m))
 		errx(1, "%s", rl_err());
+	m.int8_act = int8_act;
 	const rl_config *cf = &m.cfg;
 	int V = cf->vocab_size, ctx = ntok > ndecode + 1 ? ntok : ndecode + 1;
 	/* FLOPs of a prefill of ntok tokens: 2 per weight of every matrix per token, plus causal attention */

@@ -1,8 +1,11 @@
 /* qdot: single-thread rate of the fused dequantize-dot kernels, in weights per
- * second over 16 MiB of packed rows of 4096 weights, for each 2- and 4-bit
- * group format and ggml block format (q2_K, q4_0, q4_K; f32 activations), with
- * the same rate for f32 rows (our gemv) for scale.
- * usage: qdot [--reps R]. Prints one JSON line per format. */
+ * second over 16 MiB (or M) of packed rows of 4096 weights, for each 2- and 4-bit
+ * group format, ggml's block formats (q2_K, q4_0, q4_K) and q8g32 (the default
+ * classifier), with f32 activations (the exact default) and with 8-bit ones;
+ * f32 rows (our gemv) for scale.
+ * usage: qdot [--reps R] [--mib M] [--wall] [FORMAT...]. Prints one JSON line per format.
+ * Times are the thread's CPU time (a shared machine's other work then costs
+ * little but cache), or with --wall the elapsed time; medians of R passes. */
 #include <err.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,54 +16,84 @@
 #include "parallel.h"
 #include "quant.h"
 
+static int wall;
+
 static double now(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(wall ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv)
 {
-	int reps = 7;
-	if (argc == 3 && strcmp(argv[1], "--reps") == 0)
-		reps = atoi(argv[2]);
-	if (reps < 1 || reps > 100)
-		errx(2, "usage: qdot [--reps R]");
+	int reps = 7, a = 1;
+	double mib = 16;
+	for (; a < argc && argv[a][0] == '-'; a++) {
+		if (strcmp(argv[a], "--reps") == 0 && a + 1 < argc)
+			reps = atoi(argv[++a]);
+		else if (strcmp(argv[a], "--mib") == 0 && a + 1 < argc)
+			mib = atof(argv[++a]);
+		else if (strcmp(argv[a], "--wall") == 0)
+			wall = 1;
+		else
+			errx(2, "usage: qdot [--reps R] [--mib M] [--wall] [FORMAT...]");
+	}
+	if (reps < 1 || reps > 100 || !(mib >= 0.01 && mib <= 4096))
+		errx(2, "usage: qdot [--reps R] [--mib M] [--wall] [FORMAT...]");
 	rl_parallel_set_threads(1);
 	enum { IC = 4096 };
-	static const rl_dtype fmts[] = { RL_F32, RL_Q2G32, RL_Q2G64, RL_Q2G128, RL_Q2G256, RL_Q2_K,
-					 RL_Q4G32, RL_Q4G64, RL_Q4G128, RL_Q4G256, RL_Q4_0, RL_Q4_K };
-	float *x = malloc(IC * sizeof(float)), *row = malloc(IC * sizeof(float)), *scratch = malloc(2 * IC * sizeof(float));
+	rl_dtype fmts[RL_NDTYPES] = { RL_F32, RL_Q2G32, RL_Q2G64, RL_Q2G128, RL_Q2G256, RL_Q2_K,
+				      RL_Q4G32, RL_Q4G64, RL_Q4G128, RL_Q4G256, RL_Q4_0, RL_Q4_K, RL_Q8G32 };
+	int nf = 13;
+	if (a < argc) {
+		nf = 0;
+		for (; a < argc && nf < RL_NDTYPES; a++) {
+			int t = rl_dtype_from_name(argv[a], strlen(argv[a]));
+			if (t < 0 || (t != RL_F32 && !rl_dtype_fused((rl_dtype)t)))
+				errx(2, "%s: not a format with a fused kernel", argv[a]);
+			fmts[nf++] = (rl_dtype)t;
+		}
+	}
+	float *x = malloc(IC * sizeof(float)), *row = malloc(IC * sizeof(float));
+	float *scratch = malloc(rl_qgemv_scratch(IC, 1) * sizeof(float));
 	for (int i = 0; i < IC; i++) {
 		x[i] = (float)((i * 37) % 101 - 50) / 50.0f;
 		row[i] = (float)((i * 53) % 97 - 48) / 480.0f;
 	}
-	for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+	for (int f = 0; f < nf; f++) {
 		rl_dtype dt = fmts[f];
 		size_t rb = rl_row_bytes(dt, IC);
-		int OC = (int)((16u << 20) / rb);
+		int OC = (int)(mib * (1 << 20) / rb);
 		unsigned char *W = malloc((size_t)OC * rb);
 		float *y = malloc((size_t)OC * sizeof(float));
 		for (int r = 0; r < OC; r++) {
 			row[r % IC] += 0.001f;
 			rl_dtypes[dt].from_float(row, W + (size_t)r * rb, IC);
 		}
-		double rate[100];
-		for (int k = 0; k <= reps; k++) {
-			double t0 = now();
-			if (dt == RL_F32)
-				rl_gemv_f32(OC, IC, (const float *)W, x, y);
-			else
-				rl_qgemv(dt, OC, IC, W, x, y, scratch);
-			double dt_s = now() - t0;
-			if (k > 0)
-				rate[k - 1] = (double)OC * IC / dt_s;
+		double med[2] = { 0, 0 };
+		for (int act = 0; act < (dt == RL_F32 ? 1 : 2); act++) {
+			double rate[100];
+			for (int k = 0; k <= reps; k++) {
+				double t0 = now();
+				if (dt == RL_F32)
+					rl_gemv_f32(OC, IC, (const float *)W, x, y);
+				else
+					rl_qgemm_rows_act(dt, OC, IC, W, 1, x, IC, y, (size_t)OC, scratch, (rl_act)act);
+				double dt_s = now() - t0;
+				if (k > 0)
+					rate[k - 1] = (double)OC * IC / (dt_s > 0 ? dt_s : 1e-9);
+			}
+			med[act] = rl_median(rate, reps);
 		}
-		printf("{\"format\":\"%s\",\"weights_per_s\":%.4g,\"bytes_per_s\":%.4g}\n", rl_dtypes[dt].name,
-		       rl_median(rate, reps), rl_median(rate, reps) * rb / IC);
+		printf("{\"format\":\"%s\",\"weights_per_s\":%.4g,\"weights_per_s_int8\":%.4g,\"bytes_per_s\":%.4g}\n",
+		       rl_dtypes[dt].name, med[0], med[1], med[0] * rb / IC);
+		fflush(stdout);
 		free(W);
 		free(y);
 	}
+	free(x);
+	free(row);
+	free(scratch);
 	return 0;
 }

@@ -10,7 +10,10 @@
 #   decode tokens/s at f32, 4-bit (q4) and W4/W2-GateUp (w4w2); w4w2 / q4 against
 #   the ratio of weight bytes read per token (goal >= 0.9 x), and quantized
 #   decode bytes/s / read bandwidth (goal >= 0.8)
-#   single-thread fused dot rate of each 2- and 4-bit format (bench/qdot)
+#   the same decode with 8-bit activations (--int8-act of evalrun and teacher-gen)
+#   single-thread fused dot rate of each 2- and 4-bit format (bench/qdot), f32 and
+#   8-bit activations; with GGML_DIR (a ggml source tree built with cmake in
+#   GGML_DIR/build, or GGML_BUILD) against ggml's vec_dot, same protocol (bench/peer)
 # BENCH_CONFIG picks another config.json; BENCH_THREADS (default 2), BENCH_TOKENS (512).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,22 +59,44 @@ t0=$(secs); "$bin/qpack" -q rtn -p w4w2 -o "$work/w4w2rtn.msgpack" "$work/model.
 echo "quantization of f32 input (load, quantize, write): rtn $(mbs "$t0" "$t1") MB/s, mse $(mbs "$t1" "$t2") MB/s"
 rm -f "$work/w4w2rtn.msgpack"
 
-q4=$("$top/bench/model_speed" -t "$threads" --tokens 16 --decode 16 --reps 5 "$work/q4.msgpack")
-w42=$("$top/bench/model_speed" -t "$threads" --tokens 16 --decode 16 --reps 5 "$work/w4w2.msgpack")
-echo "q4:   $q4"
-echo "w4w2: $w42"
-awk -v f="$(get "$ours" decode_tokens_per_s)" -v a="$(get "$q4" decode_tokens_per_s)" -v b="$(get "$w42" decode_tokens_per_s)" \
-    -v ba="$(get "$q4" weight_bytes)" -v bb="$(get "$w42" weight_bytes)" \
-    -v ra="$(get "$q4" decode_over_bandwidth)" -v rb="$(get "$w42" decode_over_bandwidth)" 'BEGIN {
-	printf "decode tokens/s: f32 %.2f, q4 %.2f, w4w2 %.2f\n", f, a, b
-	printf "w4w2 / q4 decode speed %.3f vs bytes ratio %.3f: %.3f of it (goal >= 0.9)\n", b / a, ba / bb, (b / a) / (ba / bb)
-	printf "quantized decode bytes/s / read bandwidth: q4 %.3f, w4w2 %.3f (goal >= 0.8)\n", ra, rb }'
+for act in "" --int8-act; do
+	q4=$("$top/bench/model_speed" -t "$threads" --tokens 16 --decode 16 --reps 5 $act "$work/q4.msgpack")
+	w42=$("$top/bench/model_speed" -t "$threads" --tokens 16 --decode 16 --reps 5 $act "$work/w4w2.msgpack")
+	label=${act:+", 8-bit activations"}
+	echo "q4$label:   $q4"
+	echo "w4w2$label: $w42"
+	awk -v l="$label" -v f="$(get "$ours" decode_tokens_per_s)" -v a="$(get "$q4" decode_tokens_per_s)" \
+	    -v b="$(get "$w42" decode_tokens_per_s)" -v ba="$(get "$q4" weight_bytes)" -v bb="$(get "$w42" weight_bytes)" \
+	    -v ra="$(get "$q4" decode_over_bandwidth)" -v rb="$(get "$w42" decode_over_bandwidth)" 'BEGIN {
+		printf "decode tokens/s%s: f32 %.2f, q4 %.2f, w4w2 %.2f\n", l, f, a, b
+		printf "w4w2 / q4 decode speed%s %.3f vs bytes ratio %.3f: %.3f of it (goal >= 0.9)\n", l, b / a, ba / bb, (b / a) / (ba / bb)
+		printf "quantized decode bytes/s / read bandwidth%s: q4 %.3f, w4w2 %.3f (goal >= 0.8)\n", l, ra, rb }'
+done
 
 echo "single-thread fused dot (weights/s over 16 MiB of packed rows):"
 "$top/bench/qdot" | tee "$work/qdot.jsonl"
 # ggml's K-quants against our group formats of the same bits (f32 activations both)
-awk -F'[:,]' '{ gsub(/"/, ""); r[$2] = $4 } END {
-	printf "fused dot q4_K / q4g32 %.2f, q4_0 / q4g32 %.2f, q2_K / q2g32 %.2f\n", r["q4_K"] / r["q4g32"], r["q4_0"] / r["q4g32"], r["q2_K"] / r["q2g32"] }' "$work/qdot.jsonl"
+awk -F'[:,]' '{ gsub(/"/, ""); r[$2] = $4; r8[$2] = $6 } END {
+	printf "fused dot q4_K / q4g32 %.2f, q4_0 / q4g32 %.2f, q2_K / q2g32 %.2f\n", r["q4_K"] / r["q4g32"], r["q4_0"] / r["q4g32"], r["q2_K"] / r["q2g32"]
+	printf "fused dot 8-bit / f32 activations:"
+	n = split("q2g32 q2g256 q2_K q4g32 q4g256 q4_0 q4_K", f, " ")
+	for (i = 1; i <= n; i++) printf " %s %.2f", f[i], r8[f[i]] / r[f[i]]
+	printf "\n" }' "$work/qdot.jsonl"
+# the peer: ggml's vec_dot (8-bit activations), the same rows and timing
+if [ -n "${GGML_DIR:-}" ]; then
+	gb=${GGML_BUILD:-$GGML_DIR/build}
+	if cc -O2 -I"$GGML_DIR/include" -o "$work/ggml_qdot" "$top/bench/peer/ggml_qdot.c" -L"$gb/src" -lggml-base -lggml-cpu \
+		-Wl,-rpath,"$gb/src" 2>"$work/ggml.err"; then
+		"$work/ggml_qdot" q2_K q4_K q4_0 | tee "$work/ggml.jsonl"
+		awk -F'[:,]' '{ gsub(/"/, "") } FNR == NR { g[$2] = $4; next } { r8[$2] = $6 } END {
+			printf "fused dot, 8-bit activations, ours / ggml vec_dot: q2_K %.2f, q4_K %.2f, q4_0 %.2f (goal >= 1)\n",
+				r8["q2_K"] / g["q2_K"], r8["q4_K"] / g["q4_K"], r8["q4_0"] / g["q4_0"] }' "$work/ggml.jsonl" "$work/qdot.jsonl"
+	else
+		echo "ggml vec_dot: not measured (could not build bench/peer/ggml_qdot.c against $GGML_DIR: $(head -n 1 "$work/ggml.err"))"
+	fi
+else
+	echo "ggml vec_dot: not measured (set GGML_DIR to a ggml source tree built with cmake)"
+fi
 
 # --- teacher-gen against a PyTorch generation loop with a KV cache (same shapes, same threads) ---
 TGEN_THREADS=$threads sh "$top/bench/tgen.sh" "$work/model.msgpack" "$work/w4w2.msgpack" "$config"

@@ -60,7 +60,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: evalrun --task ppl:FILE|mc:FILE.jsonl|lastword:FILE.jsonl [--task ...]\n"
 		   "               [--reference MODEL] [--fp MODEL --quant MODEL --recovered MODEL ...]\n"
 		   "               [--json] [-o RESULTS] [--items FILE] [--skip-bad] [--ctx N] [-t N]\n"
-		   "               [--tokenizer FILE] [MODEL...]\n"
+		   "               [--tokenizer FILE] [--int8-act] [MODEL...]\n"
 		   "Scores each model on each task; a table on stdout (--json: a JSON array), with a\n"
 		   "recovery table when --fp, --quant and --recovered are given.\n");
 }
@@ -437,18 +437,19 @@ int main(int argc, char **argv)
 	model_arg *models = calloc((size_t)argc, sizeof *models);
 	if (!tasks || !models)
 		errx(1, "out of memory");
-	int ntasks = 0, nmodels = 0, json = 0, ctx = 0, threads = 0, skip_bad = 0;
+	int ntasks = 0, nmodels = 0, json = 0, ctx = 0, threads = 0, skip_bad = 0, int8_act = 0;
 	const char *fp = NULL, *quant = NULL, *refarg = NULL, *out = NULL, *items_path = NULL;
 	const char **recovered = calloc((size_t)argc, sizeof *recovered);
 	int nrec = 0;
 	rl_load_opts opts = { 0 };
-	enum { O_TASK = 256, O_JSON, O_CTX, O_TOK, O_REF, O_FP, O_QUANT, O_REC, O_ITEMS, O_SKIP };
+	enum { O_TASK = 256, O_JSON, O_CTX, O_TOK, O_REF, O_FP, O_QUANT, O_REC, O_ITEMS, O_SKIP, O_INT8 };
 	static const struct option longopts[] = {
 		{ "task", required_argument, NULL, O_TASK }, { "json", no_argument, NULL, O_JSON },
 		{ "ctx", required_argument, NULL, O_CTX }, { "tokenizer", required_argument, NULL, O_TOK },
 		{ "reference", required_argument, NULL, O_REF }, { "fp", required_argument, NULL, O_FP },
 		{ "quant", required_argument, NULL, O_QUANT }, { "recovered", required_argument, NULL, O_REC },
 		{ "items", required_argument, NULL, O_ITEMS }, { "skip-bad", no_argument, NULL, O_SKIP },
+		{ "int8-act", no_argument, NULL, O_INT8 },
 		{ "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -487,6 +488,7 @@ int main(int argc, char **argv)
 		case O_REC: recovered[nrec++] = optarg; break;
 		case O_ITEMS: items_path = optarg; break;
 		case O_SKIP: skip_bad = 1; break;
+		case O_INT8: int8_act = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -529,11 +531,13 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < nmodels; i++) {
 		const model_arg *ma = &models[i];
-		int is_ref = have_ref && !strcmp(ma->arg, refarg);
+		/* with --int8-act a model is never the reference, which keeps f32 activations */
+		int is_ref = have_ref && !int8_act && !strcmp(ma->arg, refarg);
 		rl_model own, *m = &ref;
 		if (!is_ref) {
 			if (rl_model_load(ma->arg, &opts, &own))
 				errx(1, "%s", rl_err());
+			own.int8_act = int8_act;
 			m = &own;
 		}
 		int mctx = ctx ? ctx : (m->cfg.seq_len < 2048 ? m->cfg.seq_len : 2048);

@@ -25,7 +25,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: teacher-gen [-n N] [--seed S] [-k K] [--logits f16|f32] [--temp T] [--top-p P]\n"
 		"                   [--top-k K] [--min-len N] [--max-len N] [--start bos|qat] [--qat-greedy N]\n"
-		"                   [--start-token TOKEN]\n"
+		"                   [--start-token TOKEN] [--int8-act]\n"
 		"                   [--prompts FILE | --score FILE] [--kd-temp T] [--shard I/N] [-b BATCH]\n"
 		"                   [-t N] [-o FILE] MODEL\n"
 		"Writes a samples stream to FILE (atomically) or stdout.\n");
@@ -279,7 +279,7 @@ int main(int argc, char **argv)
 	unsigned long long seed = 1;
 	double temp = 1.0, top_p = 1.0, kd_temp = 0;
 	long sample_top_k = 0;
-	int threads = 0, qat = 0, f32_logits = 0, n_given = 0;
+	int threads = 0, qat = 0, f32_logits = 0, n_given = 0, int8_act = 0;
 	const char *out = NULL, *prompts_path = NULL, *score_path = NULL, *start_token = NULL;
 	static const struct option longopts[] = {
 		{ "seed", required_argument, NULL, 'S' }, { "logits", required_argument, NULL, 'L' },
@@ -289,7 +289,7 @@ int main(int argc, char **argv)
 		{ "qat-greedy", required_argument, NULL, 'g' }, { "kd-temp", required_argument, NULL, 'D' },
 		{ "shard", required_argument, NULL, 'H' }, { "help", no_argument, NULL, 'h' },
 		{ "prompts", required_argument, NULL, 'R' }, { "score", required_argument, NULL, 'C' },
-		{ "start-token", required_argument, NULL, 'B' },
+		{ "start-token", required_argument, NULL, 'B' }, { "int8-act", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -298,6 +298,7 @@ int main(int argc, char **argv)
 		case 'n': n = parse_long("-n", optarg, 1, 1L << 40), n_given = 1; break;
 		case 'R': prompts_path = optarg; break;
 		case 'B': start_token = optarg; break;
+		case 'I': int8_act = 1; break;
 		case 'C': score_path = optarg; break;
 		case 'k': k = parse_long("-k", optarg, 0, 1 << 24); break;
 		case 'b': batch = parse_long("-b", optarg, 1, 4096); break;
@@ -352,6 +353,7 @@ int main(int argc, char **argv)
 	rl_model m;
 	if (rl_model_load(argv[optind], NULL, &m))
 		errx(1, "%s", rl_err());
+	m.int8_act = int8_act;
 	int V = m.cfg.vocab_size, bos = m.tok.bos_id, eos = m.tok.eos_id;
 	if (k > V)
 		errx(1, "-k %ld: larger than the model's vocabulary of %d (-k 0 records it all)", k, V);

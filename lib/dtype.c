@@ -279,11 +279,11 @@ RL_GROUP_FORMATS(GROUP_FUNCS)
 #if defined(__x86_64__)
 #define GGUF_TRAITS(E, name, bpw, block, bytes, bits)                                              \
 	[RL_##E] = { #name, bpw, block, bytes, rl_dequantize_row_##name, rl_quantize_row_##name, bits, 0, \
-		     rl_dot_##name, rl_dot_##name##_avx2 },
+		     rl_dot_##name, rl_dot_##name##_avx2, rl_dot8_##name, rl_dot8_##name##_avx2 },
 #else
 #define GGUF_TRAITS(E, name, bpw, block, bytes, bits)                                              \
 	[RL_##E] = { #name, bpw, block, bytes, rl_dequantize_row_##name, rl_quantize_row_##name, bits, 0, \
-		     rl_dot_##name, NULL },
+		     rl_dot_##name, NULL, rl_dot8_##name, NULL },
 #endif
 
 const rl_dtype_traits rl_dtypes[RL_NDTYPES] = {

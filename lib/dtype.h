@@ -28,6 +28,11 @@ typedef enum {
  * sums of x over each 16 elements (the formats with mins use them). */
 typedef float (*rl_row_dot_fn)(const void *restrict row, const float *restrict x, const float *restrict xsum16,
 			       size_t n);
+/* The same with 8-bit activations (quant.h, RL_ACT_INT8): xi holds x rounded to
+ * int8 per block of 32 (natural order), bx per block the pair {dx, dx * sum of
+ * its xi} (x ~ dx * xi), xsum16 the exact sums of x over each 16. */
+typedef float (*rl_row_dot8_fn)(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+				const float *restrict xsum16, size_t n);
 
 typedef struct {
 	const char *name;     /* as written in streams: "f32" */
@@ -41,6 +46,7 @@ typedef struct {
 	/* ggml's block formats: the fused dot, portable and AVX2+FMA; NULL for the
 	 * others (the group formats' kernels are rl_qgemm_rows') */
 	rl_row_dot_fn dot, dot_avx2;
+	rl_row_dot8_fn dot8, dot8_avx2; /* the same with 8-bit activations */
 } rl_dtype_traits;
 
 extern const rl_dtype_traits rl_dtypes[RL_NDTYPES];
@@ -80,6 +86,22 @@ float rl_dot_q4_0_avx2(const void *restrict row, const float *restrict x, const 
 float rl_dot_q8_0_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
 float rl_dot_q4_K_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
 float rl_dot_q2_K_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
+float rl_dot8_q4_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n);
+float rl_dot8_q8_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n);
+float rl_dot8_q4_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n);
+float rl_dot8_q2_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n);
+float rl_dot8_q4_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			const float *restrict xsum16, size_t n);
+float rl_dot8_q8_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			const float *restrict xsum16, size_t n);
+float rl_dot8_q4_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			const float *restrict xsum16, size_t n);
+float rl_dot8_q2_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			const float *restrict xsum16, size_t n);
 
 /* Group formats, one group of n <= g elements at p (the bytes rl_group_bytes says):
  * pack stores scale, min and q[0..n-1]; unpack dequantizes to w (exactly
@@ -109,6 +131,13 @@ static inline int rl_load_i32(const void *p)
 {
 	int v;
 	memcpy(&v, p, 4);
+	return v;
+}
+
+static inline uint64_t rl_load_u64(const void *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
 	return v;
 }
 

@@ -623,6 +623,93 @@ float rl_dot_q2_K(const void *restrict row, const float *restrict x, const float
 	return acc;
 }
 
+/* ---- the same with 8-bit activations (quant.h, RL_ACT_INT8), portable: each
+ * block of 32 activations is dx * xi; the weights' q times xi summed in
+ * integers, then scaled; the formats' mins (q4_K, q2_K) still multiply the
+ * exact sums of x. q4_0 is d * sum (q - 8) xi, as ggml's q4_0 x q8_0 dot. ---- */
+
+float rl_dot8_q4_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n)
+{
+	(void)xsum16;
+	const unsigned char *b = row;
+	float acc = 0;
+	for (size_t i = 0; i < n; i += QK, b += Q4_0_BYTES, xi += QK, bx += 2) {
+		int32_t s = 0;
+		for (int j = 0; j < QK / 2; j++)
+			s += (b[2 + j] & 15) * xi[j] + (b[2 + j] >> 4) * xi[j + QK / 2];
+		float d = load_f16(b);
+		acc += d * bx[0] * (float)s - 8.0f * (d * bx[1]);
+	}
+	return acc;
+}
+
+float rl_dot8_q8_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n)
+{
+	(void)xsum16;
+	const unsigned char *b = row;
+	float acc = 0;
+	for (size_t i = 0; i < n; i += QK, b += Q8_0_BYTES, xi += QK, bx += 2) {
+		int32_t s = 0;
+		for (int j = 0; j < QK; j++)
+			s += (int8_t)b[2 + j] * xi[j];
+		acc += load_f16(b) * bx[0] * (float)s;
+	}
+	return acc;
+}
+
+float rl_dot8_q4_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n)
+{
+	const unsigned char *b = row;
+	float acc = 0;
+	for (size_t i = 0; i < n; i += QKK, b += Q4_K_BYTES, xi += QKK, bx += 16, xsum16 += 16) {
+		float d = load_f16(b), dmin = load_f16(b + 2), t = 0, mins = 0;
+		const unsigned char *q = b + 16;
+		for (int j = 0; j < 8; j += 2, q += 32) {
+			int sc1, m1, sc2, m2;
+			q4_K_scale_min(j, b + 4, &sc1, &m1);
+			q4_K_scale_min(j + 1, b + 4, &sc2, &m2);
+			int32_t s1 = 0, s2 = 0;
+			for (int l = 0; l < 32; l++) {
+				s1 += (q[l] & 15) * xi[32 * j + l];
+				s2 += (q[l] >> 4) * xi[32 * j + 32 + l];
+			}
+			t += bx[2 * j] * (float)(sc1 * s1) + bx[2 * j + 2] * (float)(sc2 * s2);
+			mins += (float)m1 * (xsum16[2 * j] + xsum16[2 * j + 1]) +
+				(float)m2 * (xsum16[2 * j + 2] + xsum16[2 * j + 3]);
+		}
+		acc += d * t - dmin * mins;
+	}
+	return acc;
+}
+
+float rl_dot8_q2_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+		   const float *restrict xsum16, size_t n)
+{
+	const unsigned char *b = row;
+	float acc = 0;
+	for (size_t i = 0; i < n; i += QKK, b += Q2_K_BYTES, xsum16 += 16) {
+		float d = load_f16(b + 80), dmin = load_f16(b + 82), t = 0, mins = 0;
+		const unsigned char *q = b + 16;
+		for (int c = 0; c < QKK; c += 128, q += 32)
+			for (int s = 0; s < 8; s += 2, xi += 32, bx += 2) {
+				/* x block: weights 32*(s/2)..+31 of this 128, sub-blocks is and is + 1 */
+				int is = c / 16 + s, s1 = 0, s2 = 0;
+				for (int l = 0; l < 16; l++) {
+					s1 += ((q[l] >> s) & 3) * xi[l];
+					s2 += ((q[l + 16] >> s) & 3) * xi[l + 16];
+				}
+				t += bx[0] * (float)((b[is] & 15) * s1 + (b[is + 1] & 15) * s2);
+			}
+		for (int k = 0; k < 16; k++)
+			mins += (float)(b[k] >> 4) * xsum16[k];
+		acc += d * t - dmin * mins;
+	}
+	return acc;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -765,5 +852,168 @@ AVX2 float rl_dot_q2_K_avx2(const void *restrict row, const float *restrict x, c
 			}
 	}
 	return hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - hsum(macc);
+}
+/* ---- 8-bit activations with AVX2: maddubs multiplies unsigned weight bytes
+ * by signed activation bytes into 16-bit pair sums (no overflow: at most
+ * 2 * 15 * 127), madd widens them to 32 bits, times a 16-bit scale where the
+ * format's scales are integers (q4_K, q2_K) or ones. ---- */
+
+AVX2 static inline __m256i nibbles32(const unsigned char *q)
+{
+	/* 16 bytes to 32: low nibbles in the low lane, high nibbles in the high lane */
+	__m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q));
+	return _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
+}
+
+AVX2 float rl_dot8_q4_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			     const float *restrict xsum16, size_t n)
+{
+	(void)xsum16;
+	const unsigned char *b = row;
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
+	size_t i = 0;
+#define Q4_0_BLOCK(ACC, M)                                                                                   \
+	do {                                                                                                 \
+		__m256i s = _mm256_madd_epi16(                                                               \
+			_mm256_maddubs_epi16(nibbles32(b + 2), _mm256_loadu_si256((const __m256i *)xi)), ones); \
+		/* {d dx, d dx sum xi} */                                                                    \
+		__m128 f = _mm_mul_ps(_mm_set1_ps(_cvtsh_ss(rl_load_u16(b))), _mm_castpd_ps(_mm_load_sd((const double *)bx))); \
+		ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_broadcastss_ps(f), ACC);                 \
+		M = _mm_add_ps(M, f);                                                                        \
+		b += Q4_0_BYTES, xi += QK, bx += 2, i += QK;                                                 \
+	} while (0)
+	while (i + 2 * QK <= n) {
+		Q4_0_BLOCK(acc0, m0);
+		Q4_0_BLOCK(acc1, m1);
+	}
+	if (i < n)
+		Q4_0_BLOCK(acc0, m0);
+#undef Q4_0_BLOCK
+	__m128 m = _mm_add_ps(m0, m1);
+	return hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * _mm_cvtss_f32(_mm_movehdup_ps(m));
+}
+
+AVX2 float rl_dot8_q8_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			     const float *restrict xsum16, size_t n)
+{
+	(void)xsum16;
+	const unsigned char *b = row;
+	const __m256i ones = _mm256_set1_epi16(1);
+	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+	size_t i = 0;
+	/* signed times signed: |q| unsigned, the sign moved onto xi (|q| <= 128, so no overflow) */
+#define Q8_0_BLOCK(ACC)                                                                                      \
+	do {                                                                                                 \
+		__m256i q = _mm256_loadu_si256((const __m256i *)(b + 2));                                    \
+		__m256i s = _mm256_madd_epi16(                                                               \
+			_mm256_maddubs_epi16(_mm256_abs_epi8(q),                                             \
+					     _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)xi), q)),  \
+			ones);                                                                               \
+		ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b)) * bx[0]), ACC); \
+		b += Q8_0_BYTES, xi += QK, bx += 2, i += QK;                                                 \
+	} while (0)
+	while (i + 2 * QK <= n) {
+		Q8_0_BLOCK(acc0);
+		Q8_0_BLOCK(acc1);
+	}
+	if (i < n)
+		Q8_0_BLOCK(acc0);
+#undef Q8_0_BLOCK
+	return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* q4_K: each 32 bytes of nibbles are two sub-blocks of 32, low nibbles then
+ * high; madd with the sub-block's 6-bit scale (an int16 broadcast by a byte
+ * shuffle of the block's eight) applies it in integers. */
+AVX2 float rl_dot8_q4_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			     const float *restrict xsum16, size_t n)
+{
+	const unsigned char *b = row;
+	const __m256i m4 = _mm256_set1_epi8(15);
+	__m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
+	for (size_t i = 0; i < n; i += QKK, b += Q4_K_BYTES, xi += QKK, bx += 16, xsum16 += 16) {
+		uint32_t u0 = (uint32_t)rl_load_i32(b + 4), u1 = (uint32_t)rl_load_i32(b + 8), u2 = (uint32_t)rl_load_i32(b + 12);
+		uint64_t sc = (uint64_t)(u0 & 0x3f3f3f3f) | (uint64_t)((u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4) << 32;
+		uint64_t mn = (uint64_t)(u1 & 0x3f3f3f3f) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4)
+								   << 32;
+		__m256 dmin = _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b + 2)));
+		__m256 mins = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mn))));
+		__m256 xs = _mm256_hadd_ps(_mm256_loadu_ps(xsum16), _mm256_loadu_ps(xsum16 + 8));
+		xs = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(xs), 0xd8));
+		macc = _mm256_fmadd_ps(mins, xs, macc);
+		/* the eight scales as int16, in both lanes */
+		__m256i scs = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+		const unsigned char *q = b + 16;
+		__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
+		for (int j = 0; j < 8; j += 2, q += 32) {
+			__m256i raw = _mm256_loadu_si256((const __m256i *)q);
+			__m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+			__m256i s0 = _mm256_madd_epi16(
+				_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xi + 32 * j))),
+				_mm256_shuffle_epi8(scs, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j))));
+			__m256i s1 = _mm256_madd_epi16(
+				_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xi + 32 * j + 32))),
+				_mm256_shuffle_epi8(scs, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (j + 1)))));
+			t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(bx + 2 * j), t0);
+			t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(bx + 2 * j + 2), t1);
+		}
+		acc = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b))), acc);
+	}
+	return hsum(acc) - hsum(macc);
+}
+
+/* byte shuffles picking int16 scale 2s for the low lane and 2s + 1 for the high one */
+static const unsigned char q2k_scale_pick[4][32] __attribute__((aligned(32))) = {
+#define PICK(s) { 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s,     \
+		  4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, \
+		  4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3,   \
+		  4 * s + 2, 4 * s + 3 }
+	PICK(0), PICK(1), PICK(2), PICK(3)
+#undef PICK
+};
+
+/* q2_K: each 32 bytes hold 128 weights, 32s..32s+31 at bits 2s; a shift and a
+ * mask give one x block's 32 weights, whose two sub-blocks of 16 fall in the
+ * two lanes, so madd applies their 4-bit scales (int16, one per lane). */
+AVX2 float rl_dot8_q2_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
+			     const float *restrict xsum16, size_t n)
+{
+	const unsigned char *b = row;
+	const __m256i m2 = _mm256_set1_epi8(3);
+	__m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
+	for (size_t i = 0; i < n; i += QKK, b += Q2_K_BYTES, xsum16 += 16) {
+		__m256 dmin = _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b + 82)));
+		__m256i s0 = u8x8(b), s1 = u8x8(b + 8);
+		macc = _mm256_fmadd_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_srli_epi32(s0, 4))),
+				       _mm256_loadu_ps(xsum16), macc);
+		macc = _mm256_fmadd_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_srli_epi32(s1, 4))),
+				       _mm256_loadu_ps(xsum16 + 8), macc);
+		/* the 16 scales as int16: 0-7 in the low lane, 8-15 in the high one */
+		__m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)b), _mm_set1_epi8(15)));
+		/* each chunk's eight scales in both lanes */
+		const __m256i chunk_scales[2] = { _mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xee) };
+		const unsigned char *q = b + 16;
+		__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
+		for (int c = 0; c < 2; c++, q += 32) {
+			__m256i scs = chunk_scales[c];
+			__m256i raw = _mm256_loadu_si256((const __m256i *)q);
+			for (int s = 0; s < 4; s++, xi += 32, bx += 2) {
+				__m256i v = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), m2);
+				/* low lane: sub-block 2s's scale, high lane: 2s + 1's */
+				__m256i sel = _mm256_loadu_si256((const __m256i *)q2k_scale_pick[s]);
+				__m256i p = _mm256_madd_epi16(
+					_mm256_maddubs_epi16(v, _mm256_loadu_si256((const __m256i *)xi)),
+					_mm256_shuffle_epi8(scs, sel));
+				if (s & 1)
+					t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(bx), t1);
+				else
+					t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(bx), t0);
+			}
+		}
+		acc = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b + 80))), acc);
+	}
+	return hsum(acc) - hsum(macc);
 }
 #endif

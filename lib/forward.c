@@ -25,7 +25,7 @@ struct rl_forward {
 	int dscratch_parts;
 	int *drows, *doff;   /* (N) decode sequences, each sequence's first row */
 	float *tile;         /* (TILE_ROWS, max in) dequantized weight rows */
-	float *qscratch;     /* rl_qgemv_scratch(max in, 1), or (max in, max_tokens) when exact */
+	float *qscratch;     /* rl_qgemv_scratch(max in, 1), or (max in, max_tokens) when exact or int8 */
 	int maxin;
 	int exact;           /* batch-invariant linear layers (rl_forward_set_batch_invariant) */
 	float *rope_cos, *rope_sin; /* (ctx, D/2) */
@@ -152,7 +152,8 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 	f->hb2 = alloc_floats(N, (size_t)c->hidden_dim, &failed);
 	f->scores = alloc_floats(N < (size_t)ctx ? N : (size_t)ctx, (size_t)ctx, &failed);
 	f->tile = alloc_floats(TILE_ROWS, maxin, &failed);
-	f->qscratch = alloc_floats(1, rl_qgemv_scratch((int)maxin, 1), &failed);
+	/* 8-bit activations run every batch through the fused kernels, a vector each */
+	f->qscratch = alloc_floats(m->int8_act ? N : 1, rl_qgemv_scratch((int)maxin, 1), &failed);
 	f->maxin = (int)maxin;
 	f->rope_cos = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
 	f->rope_sin = alloc_floats((size_t)ctx, (size_t)c->head_dim / 2, &failed);
@@ -180,7 +181,7 @@ rl_forward *rl_forward_new(const rl_model *m, int max_tokens, int ctx)
 
 int rl_forward_set_batch_invariant(rl_forward *f, int on)
 {
-	if (on && !f->exact) {
+	if (on && !f->exact && !f->m->int8_act) {
 		int failed = 0;
 		float *s = alloc_floats((size_t)f->max_tokens, rl_qgemv_scratch(f->maxin, 1), &failed);
 		if (failed) {
@@ -305,6 +306,9 @@ static void linear_forward(rl_forward *f, float *out, const float *inp, const rl
 		else
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC,
 				    w->data, IC, 0.0f, out, OC);
+	} else if (f->m->int8_act && rl_dtype_fused(w->dtype)) {
+		/* the 8-bit-activation option: every token through the fused kernels (batch-invariant too) */
+		rl_qgemm_rows_act(w->dtype, OC, IC, w->data, N, inp, (size_t)IC, out, (size_t)OC, f->qscratch, RL_ACT_INT8);
 	} else if (f->exact) {
 		/* batch-invariant: each row dequantized once per batch, the same for every N */
 		dequant_gemm_rows(f, out, inp, w, N);

@@ -68,6 +68,9 @@ typedef struct rl_model {
 	struct rl_mapping { void *addr; size_t size; } *mappings; /* (nmappings) more of them (safetensors shards) */
 	int nmappings;
 	struct rl_adapter *adapter; /* an unmerged LoRA adapter the forward pass applies, or NULL; owned (lora.h) */
+	int int8_act;            /* 1: the quantized linear layers take activations rounded to 8 bits (quant.h,
+				  * RL_ACT_INT8) for every token, an option of the tools that run models; 0
+				  * (the default): exact f32. Read by rl_forward_new. */
 } rl_model;
 
 typedef struct {

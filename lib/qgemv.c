@@ -1,13 +1,24 @@
-/* qgemv.c: decode's matrix-vector product straight from packed group formats.
+/* qgemv.c: decode's matrix-vector product straight from packed weights.
  *
- * A row's dot product with x is, group by group, scale * sum(q x) + min * sum(x).
- * sum(x) per group and a copy of x reordered to match how q is packed (element
- * i of a byte-aligned chunk sits in lane i mod (8/bits) of byte i / (8/bits))
- * are made once per vector and shared by every row, so the inner loop only
- * widens q to floats and multiplies. Chunks are 32 weights (16 bytes at 4 bits,
- * 8 at 2, 32 at 8); groups that are not whole chunks (16-groups, a row's shorter
- * last group, and 3 bits, which does not align to bytes) go through the
- * format's own unpack. */
+ * Group formats. A row's dot product with x is, group by group,
+ * scale * sum(q x) + min * sum(x). What depends on x alone is made once per
+ * vector and shared by every row (the vector's "preparation", in scratch):
+ * sum(x) per group, and for the portable kernel a copy of x reordered to match
+ * how q is packed (element i of a byte-aligned chunk of 32 sits in lane
+ * i mod (8/bits) of byte i / (8/bits)). The AVX2 kernels take whole groups of
+ * 32k weights at 2, 4 and 8 bits; other groups (16-groups, a row's shorter
+ * last group, 3 bits) go through the format's own unpack.
+ *
+ * ggml's block formats use their traits' row dots (dtype_gguf.c), given the
+ * sums of x over each 16.
+ *
+ * 8-bit activations (RL_ACT_INT8, an option; f32 is the default and exact):
+ * each block of 32 elements of x (from the row's start; the last may be
+ * shorter) becomes dx * xi, dx = max|x| / 127, xi = x / dx rounded to nearest
+ * even. The weights' q multiply xi in integers, one scaled sum per block; the
+ * offsets (a group's min, q4_K's and q2_K's mins) still multiply the exact
+ * sums of x. The x86 kernels do this with maddubs and madd as ggml's do. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,25 +30,288 @@ typedef float v8f __attribute__((vector_size(32), aligned(4)));
 typedef unsigned char v8u __attribute__((vector_size(8), aligned(1)));
 typedef int v8i __attribute__((vector_size(32)));
 
-typedef struct {
+enum { XB = 32 }; /* activations per 8-bit block */
+
+/* How the f32 preparation orders x for the kernel (see prepare) */
+enum { XORDER_NATURAL, XORDER_PORTABLE, XORDER_AVX2_4 };
+
+typedef struct qjob {
 	const unsigned char *W;
 	const float *X;      /* N vectors of IC, stride ldx */
-	const float *S;      /* per vector, stride sstride: x reordered per chunk (IC), then sum of x per group */
+	float *S;            /* each vector's preparation, stride sstride floats */
 	float *Y;            /* N outputs of OC, stride ldy */
-	int IC, bits, group, N;
+	int IC, bits, group, N, int8, xorder;
 	size_t ldx, ldy, sstride, row_bytes;
-	void (*rows)(const void *, int64_t, int64_t);
+	rl_row_dot_fn dot;   /* ggml's formats */
+	rl_row_dot8_fn dot8;
+	void (*rows)(const struct qjob *, int64_t, int64_t);
 } qjob;
 
+/* One vector's preparation (pointers into its scratch). */
 typedef struct {
-	const float *x, *xp, *xsum;
+	const float *x;      /* (IC) as given */
+	const float *xp;     /* f32, group formats: (IC) x reordered per chunk, for the portable kernel */
+	const float *xsum;   /* sums of x per group (group formats) or per 16 (ggml's) */
+	const float *gx;     /* group formats: per group the pair {m, sum x}: m is dx (int8, 32-groups) or 1 */
+	const float *dx;     /* int8: per block of 32, dx (group formats) or the pair {dx, dx * sum xi} (ggml's) */
+	const int8_t *xi;    /* int8: (IC) x / dx rounded, whole blocks in the order the kernel reads q */
+	const int16_t *x16;  /* int8, 8-bit group formats: (IC) xi widened, natural order */
+	int per, IC;         /* xi: element k*per+l of a whole block sits at l*(32/per)+k */
 } qvec;
+
+/* Offsets (in floats) of a preparation's parts, and its size. */
+typedef struct {
+	size_t xsum, gx, dx, data, size;
+} qlayout;
+
+static qlayout layout(int IC)
+{
+	size_t n16 = (size_t)IC / 16 + 2, nb = (size_t)IC / XB + 2;
+	qlayout l;
+	l.xsum = 0;
+	l.gx = l.xsum + n16;
+	l.dx = l.gx + 2 * n16;
+	l.data = (l.dx + 2 * nb + 15) / 16 * 16;
+	/* f32: xp (IC floats); int8: xi (IC bytes), then x16 (IC int16) at a 64-byte boundary */
+	l.size = (l.data + (size_t)IC + 16 + 15) / 16 * 16;
+	return l;
+}
+
+size_t rl_qgemv_scratch(int IC, int N)
+{
+	return (size_t)N * layout(IC).size;
+}
 
 static inline qvec vec_of(const qjob *j, int n)
 {
 	const float *s = j->S + (size_t)n * j->sstride;
-	return (qvec){ j->X + (size_t)n * j->ldx, s, s + j->IC };
+	qlayout l = layout(j->IC);
+	const float *data = s + l.data;
+	qvec v = { j->X + (size_t)n * j->ldx, data, s + l.xsum, s + l.gx, s + l.dx, (const int8_t *)data,
+		   (const int16_t *)(data + ((size_t)j->IC / 4 + 16) / 16 * 16), 1, j->IC };
+	if (j->int8 && j->group)
+		v.per = j->bits == 2 ? 4 : j->bits == 4 ? 2 : 1;
+	return v;
 }
+
+/* xi of element i, wherever the preparation put it */
+static inline int xi_at(const qvec *v, int i)
+{
+	int b0 = i & ~(XB - 1);
+	if (v->per > 1 && b0 + XB <= v->IC) {
+		int e = i - b0;
+		return v->xi[b0 + (e % v->per) * (XB / v->per) + e / v->per];
+	}
+	return v->xi[i];
+}
+
+/* Sums of x over each whole 16 (n16 of them), in a fixed order of operations
+ * both builds below follow: the two 8-halves added elementwise, then halves
+ * again down to one. */
+static inline __attribute__((always_inline)) void sums16_body(const float *x, int n16, float *s16)
+{
+	for (int g = 0; g < n16; g++, x += 16) {
+		float h[8], q[4];
+		for (int k = 0; k < 8; k++)
+			h[k] = x[k] + x[k + 8];
+		for (int k = 0; k < 4; k++)
+			q[k] = h[k] + h[k + 4];
+		s16[g] = (q[0] + q[2]) + (q[1] + q[3]);
+	}
+}
+
+static void sums16(const float *x, int n16, float *s16)
+{
+	sums16_body(x, n16, s16);
+}
+
+/* Rounds x to 8 bits per block of 32: xi in the kernel's order (per), dx per
+ * block, or with pairs the pair {dx, dx * sum xi}; x16 (or NULL) xi widened in
+ * natural order. In floats: id = 127 / max|x|, xi = rint(x * id) (|x * id| <=
+ * 127 (1 + 2^-23)^2, so no clamp), dx = max|x| / 127. A block holding a
+ * non-finite value gets dx NaN and xi 0, so the rows it meets come out NaN as
+ * they would with f32 activations. */
+static inline float block_scale(float amax, int bad, float *id)
+{
+	*id = amax > 0 ? 127.0f / amax : 0.0f;
+	if (bad || !(*id <= 3.4028235e38f))
+		*id = 0; /* non-finite, or a block so small (< 4e-37) it counts as zero */
+	return bad ? NAN : amax / 127.0f;
+}
+
+static void quantize_block(const float *x, int m, int per, int8_t *xi, int16_t *x16, float *dx, int pairs)
+{
+	int bad = 0, sum = 0;
+	float amax = 0, id;
+	for (int e = 0; e < m; e++) {
+		float a = fabsf(x[e]);
+		bad |= !(a <= 3.4028235e38f);
+		amax = a > amax ? a : amax;
+	}
+	float d = block_scale(amax, bad, &id);
+	int8_t q[XB];
+	for (int e = 0; e < m; e++) {
+		/* round to nearest even: adding 1.5 * 2^23 leaves the integer in the low bits */
+		float r = (x[e] * id + 12582912.0f) - 12582912.0f;
+		q[e] = (int8_t)(int)r;
+		sum += q[e];
+	}
+	if (m == XB && per > 1) {
+		for (int e = 0; e < XB; e++)
+			xi[(e % per) * (XB / per) + e / per] = q[e];
+	} else {
+		memcpy(xi, q, (size_t)m);
+	}
+	if (x16)
+		for (int e = 0; e < m; e++)
+			x16[e] = q[e];
+	dx[0] = d;
+	if (pairs)
+		dx[1] = d * (float)sum;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static void sums16_avx2(const float *x, int n16, float *s16)
+{
+	sums16_body(x, n16, s16);
+}
+
+/* quantize_block for whole blocks, the same floats with AVX2 */
+AVX2 static void quantize_block_avx2(const float *x, int per, int8_t *xi, int16_t *x16, float *dx, int pairs)
+{
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), fmax = _mm256_set1_ps(3.4028235e38f);
+	__m256 v[4], a[4];
+	int ok = 1;
+	for (int k = 0; k < 4; k++) {
+		v[k] = _mm256_loadu_ps(x + 8 * k);
+		a[k] = _mm256_and_ps(v[k], absmask);
+		ok &= _mm256_movemask_ps(_mm256_cmp_ps(a[k], fmax, _CMP_LE_OQ)) == 0xff;
+	}
+	__m256 m8 = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+	__m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+	float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4))), id;
+	float d = block_scale(amax, !ok, &id);
+	const __m256 vid = _mm256_set1_ps(id), magic = _mm256_set1_ps(12582912.0f);
+	__m256i q[4];
+	for (int k = 0; k < 4; k++)
+		q[k] = _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v[k], vid), magic), magic));
+	/* to bytes in natural order: the packs interleave 4-element pieces by lane */
+	__m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+	b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	if (x16) {
+		_mm256_storeu_si256((__m256i *)x16, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)));
+		_mm256_storeu_si256((__m256i *)(x16 + 16), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1)));
+	}
+	if (per == 2) { /* each lane's even bytes, then odd; then lanes' evens before odds */
+		b = _mm256_shuffle_epi8(b, _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6,
+							    8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+		b = _mm256_permute4x64_epi64(b, 0xd8);
+	} else if (per == 4) { /* each lane's bytes by e mod 4, then the four classes across lanes */
+		b = _mm256_shuffle_epi8(b, _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12,
+							    1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+		b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	}
+	_mm256_storeu_si256((__m256i *)xi, b);
+	dx[0] = d;
+	if (pairs) {
+		__m256i t = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+		__m128i h = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+		h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+		h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+		dx[1] = d * (float)_mm_cvtsi128_si32(h);
+	}
+}
+#endif
+
+static int use_avx2 = -1;
+
+/* x rounded to 8 bits, block by block (see quantize_block) */
+static void quantize_x8(const float *x, int IC, int per, int8_t *xi, int16_t *x16, float *dx, int pairs)
+{
+	for (int b0 = 0, b = 0; b0 < IC; b0 += XB, b++) {
+		int m = IC - b0 < XB ? IC - b0 : XB;
+		float *d = dx + (pairs ? 2 * b : b);
+#if defined(__x86_64__)
+		if (use_avx2 && m == XB) {
+			quantize_block_avx2(x + b0, per, xi + b0, x16 ? x16 + b0 : NULL, d, pairs);
+			continue;
+		}
+#endif
+		quantize_block(x + b0, m, per, xi + b0, x16 ? x16 + b0 : NULL, d, pairs);
+	}
+}
+
+/* The preparation of vector n for the job's format and activations. */
+static void prepare(const qjob *j, int n)
+{
+	const float *x = j->X + (size_t)n * j->ldx;
+	float *s = j->S + (size_t)n * j->sstride;
+	qlayout l = layout(j->IC);
+	int IC = j->IC, G = j->group;
+	float *xsum = s + l.xsum, *gx = s + l.gx, *dx = s + l.dx, *data = s + l.data;
+	/* sums of 16 into gx's room for a moment (it holds 2 (IC/16 + 2) floats) */
+	float *s16 = G ? gx : xsum;
+	int n16 = IC / 16;
+#if defined(__x86_64__)
+	if (use_avx2)
+		sums16_avx2(x, n16, s16);
+	else
+#endif
+		sums16(x, n16, s16);
+	if (!G) { /* ggml's formats: the sums of 16 */
+		if (j->int8)
+			quantize_x8(x, IC, 1, (int8_t *)data, NULL, dx, 1);
+		return;
+	}
+	/* a group's sum: its sums of 16 in order, then any elements left */
+	int ngroups = (IC + G - 1) / G, bits = j->bits;
+	for (int g = 0; g < ngroups; g++) {
+		int i0 = g * G, i1 = i0 + G < IC ? i0 + G : IC, k = i0 / 16;
+		float t = 0;
+		for (; 16 * k + 16 <= i1; k++)
+			t += s16[k];
+		for (int i = 16 * k; i < i1; i++)
+			t += x[i];
+		xsum[g] = t;
+	}
+	if (j->int8) {
+		qvec v = vec_of(j, n);
+		quantize_x8(x, IC, v.per, (int8_t *)data, bits == 8 ? (int16_t *)v.x16 : NULL, dx, 0);
+	}
+	for (int g = 0; g < ngroups; g++) {
+		gx[2 * g] = j->int8 && G == XB ? dx[g] : 1.0f;
+		gx[2 * g + 1] = xsum[g];
+	}
+	if (j->int8 || j->xorder == XORDER_NATURAL)
+		return;
+	/* x reordered per 32-element chunk for the kernel: the portable one reads
+	 * lane l of byte k as element k*per + l; the AVX2 4-bit one reads vector v
+	 * (of 4) lane i as element 8 (i mod 4) + 2v + i / 4 */
+	int per = bits == 3 ? 1 : 8 / bits;
+	for (int c0 = 0; c0 < IC; c0 += 32) {
+		int m = IC - c0 < 32 ? IC - c0 : 32;
+		if (m < 32 || per == 1) {
+			memcpy(data + c0, x + c0, (size_t)m * sizeof(float));
+			continue;
+		}
+		if (j->xorder == XORDER_AVX2_4) {
+			for (int v = 0; v < 4; v++)
+				for (int i = 0; i < 8; i++)
+					data[c0 + 8 * v + i] = x[c0 + 8 * (i % 4) + 2 * v + i / 4];
+			continue;
+		}
+		int bytes = 32 / per;
+		for (int lane = 0; lane < per; lane++)
+			for (int k = 0; k < bytes; k++)
+				data[c0 + lane * bytes + k] = x[c0 + k * per + lane];
+	}
+}
+
+/* ---- portable kernels ---- */
 
 /* eight bytes to eight floats */
 #define widen(b) __builtin_convertvector(__builtin_convertvector((b), v8i), v8f)
@@ -105,186 +379,306 @@ static inline __attribute__((always_inline)) float row_dot(const qjob *j, const 
 	return s + mins + tail;
 }
 
-static inline __attribute__((always_inline)) void rows_body(const qjob *j, int64_t r0, int64_t r1)
+/* element i of a group's packed q (LSB-first, any width) */
+static inline int q_at(const unsigned char *q, int i, int bits)
+{
+	int bit = i * bits;
+	unsigned v = q[bit >> 3] >> (bit & 7);
+	if ((bit & 7) + bits > 8)
+		v |= (unsigned)q[(bit >> 3) + 1] << (8 - (bit & 7));
+	return (int)(v & ((1u << bits) - 1));
+}
+
+/* One group with 8-bit activations: per block it meets, sum q xi in integers
+ * times the block's dx; then scale and min. Returns the group's share. */
+static float group_dot8(const qvec *v, const unsigned char *p, int bits, int g0, int gi, int n)
+{
+	float sc = rl_f16_to_f32(rl_load_u16(p)), mn = rl_f16_to_f32(rl_load_u16(p + 2)), s = 0;
+	const unsigned char *q = p + 4;
+	for (int i0 = g0; i0 < g0 + n;) {
+		int i1 = (i0 / XB + 1) * XB;
+		i1 = i1 < g0 + n ? i1 : g0 + n;
+		int32_t t = 0;
+		for (int i = i0; i < i1; i++)
+			t += q_at(q, i - g0, bits) * xi_at(v, i);
+		s += v->dx[i0 / XB] * (float)t;
+		i0 = i1;
+	}
+	return sc * s + mn * v->xsum[gi];
+}
+
+static void rows_generic(const qjob *j, int64_t r0, int64_t r1)
 {
 	for (int64_t r = r0; r < r1; r++)
 		for (int n = 0; n < j->N; n++) {
 			qvec v = vec_of(j, n);
-			j->Y[(size_t)n * j->ldy + r] = row_dot(j, &v, j->W + (size_t)r * j->row_bytes);
+			const unsigned char *p = j->W + (size_t)r * j->row_bytes;
+			float y = 0;
+			if (!j->int8) {
+				y = row_dot(j, &v, p);
+			} else {
+				for (int g0 = 0, gi = 0; g0 < j->IC; g0 += j->group, gi++) {
+					int m = j->IC - g0 < j->group ? j->IC - g0 : j->group;
+					y += group_dot8(&v, p, j->bits, g0, gi, m);
+					p += rl_group_bytes(j->bits, (size_t)m);
+				}
+			}
+			j->Y[(size_t)n * j->ldy + r] = y;
+		}
+}
+
+/* ggml's formats, through the traits' row dots */
+static void rows_block(const qjob *j, int64_t r0, int64_t r1)
+{
+	for (int64_t r = r0; r < r1; r++)
+		for (int n = 0; n < j->N; n++) {
+			qvec v = vec_of(j, n);
+			const unsigned char *row = j->W + (size_t)r * j->row_bytes;
+			j->Y[(size_t)n * j->ldy + r] = j->int8 ? j->dot8(row, v.xi, v.dx, v.xsum, (size_t)j->IC)
+							       : j->dot(row, v.x, v.xsum, (size_t)j->IC);
 		}
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-#define AVX2 __attribute__((target("avx2,fma,f16c")))
-
-/* 8 bytes at p (already masked to q values) to 8 floats */
-AVX2 static inline __m256 u8x8(__m128i v)
+AVX2 static inline float hsum(__m256 a)
 {
-	return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_add_ss(h, _mm_movehdup_ps(h));
+	return _mm_cvtss_f32(h);
 }
 
-/* 32 weights of a chunk times x (natural order), into t0/t1. BITS is a constant. */
-#define CHUNK(BITS)                                                                                \
-	do {                                                                                       \
-		__m256 f0, f1, f2, f3;                                                             \
-		if (BITS == 4) {                                                                   \
-			/* each 32-bit word holds 8 nibbles: element i at bits 4i, LSB-first */     \
-			__m256i w0 = _mm256_set1_epi32(rl_load_i32(q));                           \
-			__m256i w1 = _mm256_set1_epi32(rl_load_i32(q + 4));                     \
-			__m256i w2 = _mm256_set1_epi32(rl_load_i32(q + 8));                     \
-			__m256i w3 = _mm256_set1_epi32(rl_load_i32(q + 12));                    \
-			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w0, sh4), m4)); \
-			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w1, sh4), m4)); \
-			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w2, sh4), m4)); \
-			f3 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w3, sh4), m4)); \
-			q += 16;                                                                   \
-		} else if (BITS == 2) {                                                            \
-			/* each 32-bit word holds 16 elements at bits 2i */                         \
-			__m256i w0 = _mm256_set1_epi32(rl_load_i32(q));                           \
-			__m256i w1 = _mm256_set1_epi32(rl_load_i32(q + 4));                     \
-			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w0, sh2), m2)); \
-			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w0, sh2h), m2)); \
-			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w1, sh2), m2)); \
-			f3 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w1, sh2h), m2)); \
-			q += 8;                                                                    \
-		} else {                                                                           \
-			f0 = u8x8(_mm_loadl_epi64((const __m128i *)q));                            \
-			f1 = u8x8(_mm_loadl_epi64((const __m128i *)(q + 8)));                      \
-			f2 = u8x8(_mm_loadl_epi64((const __m128i *)(q + 16)));                     \
-			f3 = u8x8(_mm_loadl_epi64((const __m128i *)(q + 24)));                     \
-			q += 32;                                                                   \
-		}                                                                                  \
-		t0 = _mm256_fmadd_ps(f0, _mm256_loadu_ps(xc), t0);                                 \
-		t1 = _mm256_fmadd_ps(f1, _mm256_loadu_ps(xc + 8), t1);                             \
-		t0 = _mm256_fmadd_ps(f2, _mm256_loadu_ps(xc + 16), t0);                            \
-		t1 = _mm256_fmadd_ps(f3, _mm256_loadu_ps(xc + 24), t1);                            \
-		xc += 32;                                                                          \
+/* A group's {scale, min} (f16 at p) times its pair {m, sum x}: {m scale, min sum x} */
+AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pair)
+{
+	return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(rl_load_i32(p))),
+			  _mm_castpd_ps(_mm_load_sd((const double *)pair)));
+}
+
+/* ---- f32 activations: 32 weights of a chunk times x (natural order) into
+ * four sums. 4 bits: the chunk's 16 bytes (four 32-bit words of 8 nibbles,
+ * element i at bits 4i) in both lanes, shifted by 8v in the low lane and 8v + 4
+ * in the high one for vector v, so lane i holds element 8 (i mod 4) + 2v + i / 4
+ * (the preparation orders x to match) and one load serves 32 weights; 2 bits: 16 elements at bits 2i, and vpermilps reads a lane's low 2 bits as
+ * an index into {0, 1, 2, 3}: the float q without a mask or a conversion. ---- */
+#define CHUNK(BITS, Q, XC, T0, T1, T2, T3)                                                             \
+	do {                                                                                           \
+		__m256 f0, f1, f2, f3;                                                                 \
+		if (BITS == 4) {                                                                       \
+			__m256i w = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(Q)));  \
+			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4a), m4));     \
+			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4b), m4));     \
+			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4c), m4));     \
+			f3 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4d), m4));     \
+		} else if (BITS == 2) {                                                                \
+			__m256i w0 = _mm256_set1_epi32(rl_load_i32(Q));                                \
+			__m256i w1 = _mm256_set1_epi32(rl_load_i32(Q + 4));                            \
+			f0 = _mm256_permutevar_ps(ramp, _mm256_srlv_epi32(w0, sh2));                   \
+			f1 = _mm256_permutevar_ps(ramp, _mm256_srlv_epi32(w0, sh2h));                  \
+			f2 = _mm256_permutevar_ps(ramp, _mm256_srlv_epi32(w1, sh2));                   \
+			f3 = _mm256_permutevar_ps(ramp, _mm256_srlv_epi32(w1, sh2h));                  \
+		} else {                                                                               \
+			f0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(Q)))); \
+			f1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(Q + 8)))); \
+			f2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(Q + 16)))); \
+			f3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(Q + 24)))); \
+		}                                                                                      \
+		T0 = _mm256_fmadd_ps(f0, _mm256_loadu_ps(XC), T0);                                     \
+		T1 = _mm256_fmadd_ps(f1, _mm256_loadu_ps(XC + 8), T1);                                 \
+		T2 = _mm256_fmadd_ps(f2, _mm256_loadu_ps(XC + 16), T2);                                \
+		T3 = _mm256_fmadd_ps(f3, _mm256_loadu_ps(XC + 24), T3);                                \
 	} while (0)
 
-/* The explicit AVX2 kernels, one per bit width: the same arithmetic as row_dot,
- * whole groups in a loop of constant stride, the rest through other_group. */
-#define KERNEL(BITS)                                                                               \
-	AVX2 static void rows_avx2_##BITS(const void *arg, int64_t r0, int64_t r1)                 \
-	{                                                                                          \
-		const qjob *j = arg;                                                               \
-		const int IC = j->IC, G = j->group, full = IC / G;                                 \
-		const size_t gb = 4 + (size_t)G * BITS / 8;                                        \
-		const __m256i sh4 = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);                \
-		const __m256i sh2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);                  \
-		const __m256i sh2h = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);            \
-		(void)sh2h;                                                                        \
-		const __m256i m4 = _mm256_set1_epi32(15), m2 = _mm256_set1_epi32(3);               \
-		(void)sh4;                                                                         \
-		(void)sh2;                                                                         \
-		(void)m4;                                                                          \
-		(void)m2;                                                                          \
-		for (int64_t r = r0; r < r1; r++)                                                  \
-		for (int vn = 0; vn < j->N; vn++) {                                                \
-			const qvec v = vec_of(j, vn);                                              \
-			const unsigned char *p = j->W + (size_t)r * j->row_bytes;                  \
-			__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();             \
-			float rest = 0;                                                            \
-			const float *xc = v.x;                                                     \
-			for (int gi = 0; gi < full; gi++, p += gb) {                               \
-				float sc = _cvtsh_ss(rl_load_u16(p));                        \
-				rest += _cvtsh_ss(rl_load_u16(p + 2)) * v.xsum[gi];        \
-				const unsigned char *q = p + 4;                                    \
-				__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();         \
-				for (int c = 0; c < G; c += 32)                                    \
-					CHUNK(BITS);                                               \
-				__m256 s = _mm256_set1_ps(sc);                                     \
-				acc0 = _mm256_fmadd_ps(t0, s, acc0);                               \
-				acc1 = _mm256_fmadd_ps(t1, s, acc1);                               \
-			}                                                                          \
-			if (full * G < IC) {                                                       \
-				float mn = _cvtsh_ss(rl_load_u16(p + 2));                  \
-				rest += mn * v.xsum[full] + other_group(j, &v, p, full * G, full, IC - full * G, mn); \
-			}                                                                          \
-			__m256 a = _mm256_add_ps(acc0, acc1);                                      \
-			__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); \
-			h = _mm_add_ps(h, _mm_movehl_ps(h, h));                                    \
-			h = _mm_add_ss(h, _mm_movehdup_ps(h));                                     \
-			j->Y[(size_t)vn * j->ldy + r] = _mm_cvtss_f32(h) + rest;                   \
-		}                                                                                  \
-	}
-KERNEL(2)
-KERNEL(4)
-KERNEL(8)
-#endif
+#define CONSTS                                                                                         \
+	const __m256i sh4a = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);                                \
+	const __m256i sh4b = _mm256_setr_epi32(8, 8, 8, 8, 12, 12, 12, 12);                            \
+	const __m256i sh4c = _mm256_setr_epi32(16, 16, 16, 16, 20, 20, 20, 20);                        \
+	const __m256i sh4d = _mm256_setr_epi32(24, 24, 24, 24, 28, 28, 28, 28);                        \
+	const __m256i sh2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);                              \
+	const __m256i sh2h = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);                        \
+	const __m256i m4 = _mm256_set1_epi32(15);                                                      \
+	const __m256 ramp = _mm256_setr_ps(0, 1, 2, 3, 0, 1, 2, 3);                                    \
+	(void)sh4a, (void)sh4b, (void)sh4c, (void)sh4d, (void)sh2, (void)sh2h, (void)m4, (void)ramp
 
-static void rows_generic(const void *arg, int64_t r0, int64_t r1)
-{
-	rows_body(arg, r0, r1);
-}
+/* One whole group of G weights (f32): its sums, scaled, into ACC; its min's
+ * share into M (lane 1). A 32-group keeps two sums (the kernel runs two groups
+ * side by side), longer groups four, so no sum waits on the one before. */
+#define GROUP_F32(BITS, P, GI, ACC, M)                                                                 \
+	do {                                                                                           \
+		const unsigned char *q_ = (P) + 4;                                                     \
+		const float *xc_ = (BITS == 4 ? v.xp : v.x) + (size_t)(GI) * G;                        \
+		__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps(), t;                          \
+		if (G == 32) {                                                                         \
+			CHUNK(BITS, q_, xc_, t0, t1, t0, t1);                                          \
+			__m128 f_ = group_factors(P, v.gx + 2 * (size_t)(GI));                         \
+			__m256 s_ = _mm256_broadcastss_ps(f_);                                         \
+			ACC = _mm256_fmadd_ps(t0, s_, ACC);                                            \
+			ACC##b = _mm256_fmadd_ps(t1, s_, ACC##b);                                      \
+			M = _mm_add_ps(M, f_);                                                         \
+			break;                                                                         \
+		} else {                                                                               \
+			__m256 t2 = _mm256_setzero_ps(), t3 = _mm256_setzero_ps();                     \
+			for (int c = 0; c < G; c += 32, q_ += 32 * BITS / 8, xc_ += 32)                 \
+				CHUNK(BITS, q_, xc_, t0, t1, t2, t3);                                  \
+			t = _mm256_add_ps(_mm256_add_ps(t0, t1), _mm256_add_ps(t2, t3));               \
+		}                                                                                      \
+		__m128 f_ = group_factors(P, v.gx + 2 * (size_t)(GI));                                 \
+		ACC = _mm256_fmadd_ps(t, _mm256_broadcastss_ps(f_), ACC);                              \
+		M = _mm_add_ps(M, f_);                                                                 \
+	} while (0)
+
+/* The tail of a row after its whole groups (the kernels take whole groups of
+ * 32k weights only) through the portable code, and the row's sum. */
+#define ROW_END(ACC0, ACC1, M0, M1, TAIL)                                                              \
+	do {                                                                                           \
+		__m128 m_ = _mm_add_ps(M0, M1);                                                        \
+		j->Y[(size_t)vn * j->ldy + r] = hsum(_mm256_add_ps(ACC0, ACC1)) +                      \
+						_mm_cvtss_f32(_mm_movehdup_ps(m_)) + (TAIL);           \
+	} while (0)
+
+#define KERNEL_F32(BITS)                                                                               \
+	AVX2 static void rows_avx2_##BITS(const qjob *j, int64_t r0, int64_t r1)                       \
+	{                                                                                              \
+		const int IC = j->IC, G = j->group, full = IC / G;                                     \
+		const size_t gb = 4 + (size_t)G * BITS / 8;                                            \
+		CONSTS;                                                                                \
+		for (int64_t r = r0; r < r1; r++)                                                      \
+			for (int vn = 0; vn < j->N; vn++) {                                            \
+				const qvec v = vec_of(j, vn);                                          \
+				const unsigned char *p = j->W + (size_t)r * j->row_bytes;              \
+				__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();         \
+				__m256 acc0b = _mm256_setzero_ps(), acc1b = _mm256_setzero_ps();       \
+				__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                   \
+				int gi = 0;                                                            \
+				for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                         \
+					GROUP_F32(BITS, p, gi, acc0, m0);                              \
+					GROUP_F32(BITS, p + gb, gi + 1, acc1, m1);                     \
+				}                                                                      \
+				if (gi < full) {                                                       \
+					GROUP_F32(BITS, p, gi, acc0, m0);                              \
+					p += gb;                                                       \
+				}                                                                      \
+				float tail = 0;                                                        \
+				if (full * G < IC) {                                                   \
+					float mn = _cvtsh_ss(rl_load_u16(p + 2));                      \
+					tail = mn * v.xsum[full] +                                     \
+					       other_group(j, &v, p, full * G, full, IC - full * G, mn); \
+				}                                                                      \
+				ROW_END(_mm256_add_ps(acc0, acc0b), _mm256_add_ps(acc1, acc1b), m0, m1, tail); \
+			}                                                                              \
+	}
+KERNEL_F32(2)
+KERNEL_F32(4)
+KERNEL_F32(8)
+
+/* ---- 8-bit activations: one x block's 32 weights times its xi, as eight
+ * 32-bit sums. 4 bits: the chunk's 16 bytes in both lanes, low nibbles in the
+ * low lane (elements 2k), high in the high lane (2k+1); 2 bits: its 8 bytes in
+ * each 64-bit lane l shifted by 2l (elements 4k+l); the preparation ordered xi
+ * to match. 8 bits: bytes widened to 16 bits against x16. ---- */
+#define CHUNK8(BITS, Q, XI, X16, OUT)                                                                  \
+	do {                                                                                           \
+		if (BITS == 8) {                                                                       \
+			__m256i a_ = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(Q)));     \
+			__m256i b_ = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)((Q) + 16))); \
+			OUT = _mm256_add_epi32(                                                        \
+				_mm256_madd_epi16(a_, _mm256_loadu_si256((const __m256i *)(X16))),      \
+				_mm256_madd_epi16(b_, _mm256_loadu_si256((const __m256i *)((X16) + 16)))); \
+		} else {                                                                               \
+			__m256i raw_ = BITS == 4                                                       \
+					       ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(Q))) \
+					       : _mm256_set1_epi64x((long long)rl_load_u64(Q));        \
+			__m256i v_ = _mm256_and_si256(_mm256_srlv_epi64(raw_, sh8), mask8);            \
+			OUT = _mm256_madd_epi16(_mm256_maddubs_epi16(v_, _mm256_loadu_si256((const __m256i *)(XI))), \
+						ones);                                                 \
+		}                                                                                      \
+	} while (0)
+
+/* A 32-group: dx folds into its scale ({dx scale, min sum x}) */
+#define GROUP32_8(BITS, P, GI, ACC, M)                                                                 \
+	do {                                                                                           \
+		__m256i s_;                                                                            \
+		CHUNK8(BITS, (P) + 4, v.xi + 32 * (size_t)(GI), v.x16 + 32 * (size_t)(GI), s_);       \
+		__m128 f_ = group_factors(P, v.gx + 2 * (size_t)(GI));                                 \
+		ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s_), _mm256_broadcastss_ps(f_), ACC);         \
+		M = _mm_add_ps(M, f_);                                                                 \
+	} while (0)
+
+/* A group of 32k, k >= 2: each block's sum times its dx, then the scale */
+#define GROUP_8(BITS, P, GI, ACC, M)                                                                   \
+	do {                                                                                           \
+		const unsigned char *q_ = (P) + 4;                                                     \
+		size_t e_ = (size_t)(GI) * G;                                                          \
+		__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();                             \
+		for (int c = 0; c < G; c += 64, q_ += 64 * BITS / 8, e_ += 64) {                       \
+			__m256i s0_, s1_;                                                              \
+			CHUNK8(BITS, q_, v.xi + e_, v.x16 + e_, s0_);                                  \
+			CHUNK8(BITS, q_ + 32 * BITS / 8, v.xi + e_ + 32, v.x16 + e_ + 32, s1_);        \
+			t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0_), _mm256_broadcast_ss(v.dx + e_ / 32), t0); \
+			t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1_), _mm256_broadcast_ss(v.dx + e_ / 32 + 1), t1); \
+		}                                                                                      \
+		__m128 f_ = group_factors(P, v.gx + 2 * (size_t)(GI));                                 \
+		ACC = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_broadcastss_ps(f_), ACC);          \
+		M = _mm_add_ps(M, f_);                                                                 \
+	} while (0)
+
+#define KERNEL_INT8(BITS)                                                                              \
+	AVX2 static void rows8_avx2_##BITS(const qjob *j, int64_t r0, int64_t r1)                      \
+	{                                                                                              \
+		const int IC = j->IC, G = j->group, full = IC / G;                                     \
+		const size_t gb = 4 + (size_t)G * BITS / 8;                                            \
+		const __m256i ones = _mm256_set1_epi16(1);                                             \
+		const __m256i sh8 = BITS == 4 ? _mm256_setr_epi64x(0, 0, 4, 4) : _mm256_setr_epi64x(0, 2, 4, 6); \
+		const __m256i mask8 = _mm256_set1_epi8(BITS == 4 ? 15 : 3);                            \
+		(void)ones, (void)sh8, (void)mask8;                                                    \
+		for (int64_t r = r0; r < r1; r++)                                                      \
+			for (int vn = 0; vn < j->N; vn++) {                                            \
+				const qvec v = vec_of(j, vn);                                          \
+				const unsigned char *p = j->W + (size_t)r * j->row_bytes;              \
+				__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();         \
+				__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                   \
+				int gi = 0;                                                            \
+				if (G == 32) {                                                         \
+					for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                 \
+						GROUP32_8(BITS, p, gi, acc0, m0);                      \
+						GROUP32_8(BITS, p + gb, gi + 1, acc1, m1);             \
+					}                                                              \
+					if (gi < full) {                                               \
+						GROUP32_8(BITS, p, gi, acc0, m0);                      \
+						gi++, p += gb;                                         \
+					}                                                              \
+				} else {                                                               \
+					for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                 \
+						GROUP_8(BITS, p, gi, acc0, m0);                        \
+						GROUP_8(BITS, p + gb, gi + 1, acc1, m1);               \
+					}                                                              \
+					if (gi < full) {                                               \
+						GROUP_8(BITS, p, gi, acc0, m0);                        \
+						gi++, p += gb;                                         \
+					}                                                              \
+				}                                                                      \
+				float tail = full * G < IC ? group_dot8(&v, p, BITS, full * G, full, IC - full * G) : 0; \
+				ROW_END(acc0, acc1, m0, m1, tail);                                     \
+			}                                                                              \
+	}
+KERNEL_INT8(2)
+KERNEL_INT8(4)
+KERNEL_INT8(8)
+#endif
 
 static void part(void *arg, int64_t r0, int64_t r1)
 {
 	const qjob *j = arg;
-	j->rows(arg, r0, r1);
+	j->rows(j, r0, r1);
 }
-
-static int use_avx2 = -1;
 
 void rl_qgemv_select(int avx2)
 {
 	use_avx2 = avx2;
 }
 
-size_t rl_qgemv_scratch(int IC, int N)
-{
-	return (size_t)N * ((size_t)IC + (size_t)IC / 16 + 1);
-}
-
-/* ---- ggml's block formats: the traits' row dot, given each vector's sums of 16 ---- */
-
-typedef struct {
-	rl_row_dot_fn dot;
-	const unsigned char *W;
-	const float *X, *S; /* N vectors (stride ldx) and their sums of 16 (stride sstride) */
-	float *Y;
-	int IC, N;
-	size_t ldx, ldy, sstride, row_bytes;
-} bjob;
-
-static void block_rows(void *arg, int64_t r0, int64_t r1)
-{
-	const bjob *j = arg;
-	for (int64_t r = r0; r < r1; r++)
-		for (int n = 0; n < j->N; n++)
-			j->Y[(size_t)n * j->ldy + r] = j->dot(j->W + (size_t)r * j->row_bytes, j->X + (size_t)n * j->ldx,
-							     j->S + (size_t)n * j->sstride, (size_t)j->IC);
-}
-
-static int block_gemm_rows(const rl_dtype_traits *tr, int OC, int IC, const void *W, int N, const float *X,
-			   size_t ldx, float *Y, size_t ldy, float *scratch)
-{
-	bjob j = { tr->dot, W, X, scratch, Y, IC, N, ldx, ldy, (size_t)IC + (size_t)IC / 16 + 1,
-		   rl_row_bytes((rl_dtype)(tr - rl_dtypes), (uint64_t)IC) };
-#if defined(__x86_64__)
-	if (use_avx2 && tr->dot_avx2)
-		j.dot = tr->dot_avx2;
-#endif
-	for (int n = 0; n < N; n++) {
-		const float *x = X + (size_t)n * ldx;
-		float *xsum = scratch + (size_t)n * j.sstride;
-		for (int g = 0; g < IC / 16; g++) {
-			float s = 0;
-			for (int i = 16 * g; i < 16 * g + 16; i++)
-				s += x[i];
-			xsum[g] = s;
-		}
-	}
-	int64_t grain = 16;
-	while (grain * (int64_t)j.row_bytes < (64 << 10) && grain < OC)
-		grain *= 2;
-	rl_parallel_for(OC, grain, block_rows, &j);
-	return 0;
-}
-
-int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
-		  size_t ldy, float *scratch)
+int rl_qgemm_rows_act(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
+		      size_t ldy, float *scratch, rl_act act)
 {
 	const rl_dtype_traits *tr = &rl_dtypes[dt];
 	if (use_avx2 < 0) {
@@ -293,53 +687,50 @@ int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float
 		use_avx2 = rl_cpu_avx2();
 #endif
 	}
-	if (!tr->group && tr->dot) {
-		if (rl_row_bytes(dt, (uint64_t)IC) == 0) {
-			rl_seterr("rl_qgemv: a row of %d does not fit %s's blocks of %zu", IC, tr->name, tr->block);
-			return -1;
-		}
-		return block_gemm_rows(tr, OC, IC, W, N, X, ldx, Y, ldy, scratch);
-	}
-	if (!tr->group) {
+	if (!rl_dtype_fused(dt)) {
 		rl_seterr("rl_qgemv: %s has no fused kernel", tr->name);
 		return -1;
 	}
-	int G = tr->group, bits = tr->qbits, ngroups = (IC + G - 1) / G;
-	size_t sstride = (size_t)IC + (size_t)IC / 16 + 1;
-	/* x reordered per 32-element chunk: lane l of byte k holds element k*per + l */
-	int per = bits == 3 ? 1 : 8 / bits;
-	for (int n = 0; n < N; n++) {
-		const float *x = X + (size_t)n * ldx;
-		float *xp = scratch + (size_t)n * sstride, *xsum = xp + IC;
-		for (int c0 = 0; c0 < IC; c0 += 32) {
-			int m = IC - c0 < 32 ? IC - c0 : 32;
-			if (m < 32 || per == 1) {
-				memcpy(xp + c0, x + c0, (size_t)m * sizeof(float));
-				continue;
-			}
-			int bytes = 32 / per;
-			for (int l = 0; l < per; l++)
-				for (int k = 0; k < bytes; k++)
-					xp[c0 + l * bytes + k] = x[c0 + k * per + l];
-		}
-		for (int g = 0; g < ngroups; g++) {
-			float s = 0;
-			for (int i = g * G; i < IC && i < (g + 1) * G; i++)
-				s += x[i];
-			xsum[g] = s;
-		}
+	size_t rb = rl_row_bytes(dt, (uint64_t)IC);
+	if (rb == 0) {
+		rl_seterr("rl_qgemv: a row of %d does not fit %s's blocks of %zu", IC, tr->name, tr->block);
+		return -1;
 	}
-	qjob j = { W, X, scratch, Y, IC, bits, G, N, ldx, ldy, sstride, rl_row_bytes(dt, (uint64_t)IC), rows_generic };
+	qjob j = { W, X, scratch, Y, IC, tr->qbits, tr->group, N, act == RL_ACT_INT8, XORDER_PORTABLE, ldx, ldy,
+		   layout(IC).size, rb, tr->dot, tr->dot8, rows_generic };
+	if (!tr->group) {
+		j.rows = rows_block;
 #if defined(__x86_64__)
-	/* the AVX2 kernels take whole 32-chunks of 2, 4 and 8 bits; 3 bits and 16-groups stay portable */
-	if (use_avx2 && G % 32 == 0 && bits != 3)
-		j.rows = bits == 2 ? rows_avx2_2 : bits == 4 ? rows_avx2_4 : rows_avx2_8;
+		if (use_avx2 && tr->dot_avx2) {
+			j.dot = tr->dot_avx2;
+			j.dot8 = tr->dot8_avx2;
+		}
 #endif
+	}
+#if defined(__x86_64__)
+	/* the AVX2 kernels take whole 32k-groups of 2, 4 and 8 bits; 3 bits and 16-groups stay portable */
+	else if (use_avx2 && tr->group % 32 == 0 && tr->qbits != 3) {
+		int b = tr->qbits;
+		if (j.int8)
+			j.rows = b == 2 ? rows8_avx2_2 : b == 4 ? rows8_avx2_4 : rows8_avx2_8;
+		else
+			j.rows = b == 2 ? rows_avx2_2 : b == 4 ? rows_avx2_4 : rows_avx2_8;
+		j.xorder = b == 4 ? XORDER_AVX2_4 : XORDER_NATURAL;
+	}
+#endif
+	for (int n = 0; n < N; n++)
+		prepare(&j, n);
 	int64_t grain = 16;
-	while (grain * (int64_t)j.row_bytes < (64 << 10) && grain < OC)
+	while (grain * (int64_t)rb < (64 << 10) && grain < OC)
 		grain *= 2;
 	rl_parallel_for(OC, grain, part, &j);
 	return 0;
+}
+
+int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
+		  size_t ldy, float *scratch)
+{
+	return rl_qgemm_rows_act(dt, OC, IC, W, N, X, ldx, Y, ldy, scratch, RL_ACT_F32);
 }
 
 int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch)

@@ -43,6 +43,15 @@ void rl_group_quantize(const float *w, const float *imp, size_t n, int bits, rl_
 int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const float *imp, void **out,
 		       size_t *bytes, rl_quant_stats *st);
 
+/* The activations the fused kernels multiply: f32, exact (the default: what
+ * distill trains against), or rounded to 8 bits, an option for faster decode:
+ * each block of 32 elements of x (counted from the row's start; the last may be
+ * shorter) becomes dx * xi with dx = max|x| / 127 and xi = x / dx rounded to
+ * nearest even, and the weights' q multiply xi in integers. The offset of a
+ * format with mins (a group's min; q4_K's and q2_K's mins) still multiplies the
+ * exact sum of x; q4_0 is d * sum (q - 8) * dx * xi as in ggml. */
+typedef enum { RL_ACT_F32, RL_ACT_INT8 } rl_act;
+
 /* y (OC) = W (OC rows of IC in group format dt, or a ggml block format whose
  * blocks IC fills) . x, straight from the packed weights: AVX2+FMA when the CPU
  * has it, else portable code; rows on the worker pool. scratch holds
@@ -54,6 +63,11 @@ int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *
 int rl_qgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
 		  size_t ldy, float *scratch);
 size_t rl_qgemv_scratch(int IC, int N);
+/* rl_qgemm_rows with the activations act (RL_ACT_INT8: every format with a
+ * fused kernel, each vector rounded on its own, so outputs stay independent of
+ * N). */
+int rl_qgemm_rows_act(rl_dtype dt, int OC, int IC, const void *W, int N, const float *X, size_t ldx, float *Y,
+		      size_t ldy, float *scratch, rl_act act);
 /* The same product for any stored dtype, each row dequantized once (by the
  * format's to_float) and dotted with every vector by rl_dot_rows_f32: outputs
  * do not depend on N, and batches reuse the dequantized row. */

@@ -54,6 +54,18 @@ static inline double t_rel_err(const float *a, const float *b, size_t n)
 	return den > 0 ? num / den : num;
 }
 
+#ifdef RL_MODEL_H
+/* out (T, vocab): the logits of one sequence run as a single batch */
+static inline int t_batch_logits(const rl_model *m, const int *tokens, int T, float *out)
+{
+	rl_forward *f = rl_forward_new(m, T, T);
+	rl_seq s = { .ntok = T, .tokens = tokens };
+	int rc = !f || rl_forward_run(f, NULL, 1, &s, out) ? -1 : 0;
+	rl_forward_free(f);
+	return rc;
+}
+#endif
+
 static inline int t_done(void)
 {
 	return t_failures ? 1 : 0;

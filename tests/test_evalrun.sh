@@ -58,6 +58,17 @@ if grep -q '"kind":"results"' "$TMP/res.jsonl" && grep -q '"metric":"recovery_nl
 "$E" --task "ppl:$TMP/dev.txt" --fp "$TMP/fp.msgpack" --quant "$TMP/q.msgpack" --recovered "$TMP/q.msgpack" > "$TMP/rec.txt" 2>&1
 if grep -q '^recovery = ' "$TMP/rec.txt" && grep -Eq 'kld .* 0\.0%' "$TMP/rec.txt"; then pass recovery_table; else fail recovery_table "$(tail -n 4 "$TMP/rec.txt")"; fi
 
+# --- --int8-act: a quantized model measured against itself with exact
+# activations moves a little; a model stored as floats does not move ---
+"$E" --json --int8-act --task "ppl:$TMP/dev.txt" --reference "$TMP/q.msgpack" "$TMP/q.msgpack" "$TMP/fp.msgpack" > "$TMP/i8.json" 2>"$TMP/err"
+kq=$(value kld '"model":"'"$TMP/q.msgpack" < "$TMP/i8.json"); kf=$(grep '"model":"'"$TMP/fp.msgpack" "$TMP/i8.json" | value nll ppl)
+nf=$("$E" --json --task "ppl:$TMP/dev.txt" "$TMP/fp.msgpack" 2>/dev/null | value nll ppl)
+if awk -v k="$kq" 'BEGIN { exit !(k > 0 && k < 0.05) }' && [ -n "$kf" ] && [ "$kf" = "$nf" ]; then
+	pass int8_act_cost
+else
+	fail int8_act_cost "self-KL of the quantized model $kq, f32 model's nll $kf vs $nf; $(cat "$TMP/err")"
+fi
+
 # --- lastword ---
 head -n 30 "$SHARED/data/tinystories/lastword.jsonl" > "$TMP/lw.jsonl"
 "$E" --json --task "lastword:$TMP/lw.jsonl" "$MODEL" > "$TMP/lw.json" 2>&1

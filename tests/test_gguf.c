@@ -17,15 +17,6 @@
 #include "quant.h"
 #include "t.h"
 
-static int logits(const rl_model *m, const int *tokens, int T, float *out)
-{
-	rl_forward *f = rl_forward_new(m, T, T);
-	rl_seq s = { .ntok = T, .tokens = tokens };
-	int rc = !f || rl_forward_run(f, NULL, 1, &s, out) ? -1 : 0;
-	rl_forward_free(f);
-	return rc;
-}
-
 static void check_arch(const char *arch)
 {
 	char hf[256], gg[256], name[64];
@@ -44,7 +35,7 @@ static void check_arch(const char *arch)
 	}
 	int T = 12, V = a.cfg.vocab_size, tokens[12] = { 1, 5, 200, 7, 33, 99, 250, 3, 17, 64, 128, 2 };
 	float *la = malloc((size_t)T * V * sizeof(float)), *lb = malloc((size_t)T * V * sizeof(float));
-	int rc = logits(&a, tokens, T, la) || logits(&b, tokens, T, lb);
+	int rc = t_batch_logits(&a, tokens, T, la) || t_batch_logits(&b, tokens, T, lb);
 	double e = rc ? 1 : t_rel_err(lb, la, (size_t)T * V);
 	CHECK(!rc && b.cfg.vocab_size == V && strcmp(a.arch, b.arch) == 0 && b.cfg.qk_norm == a.cfg.qk_norm &&
 	      b.cfg.qkv_bias == a.cfg.qkv_bias && b.cfg.tied_embeddings == a.cfg.tied_embeddings && e < 1e-5,
@@ -291,7 +282,7 @@ static void check_quantized(void)
 	} else {
 		int T = 9, V = 272, tokens[9] = { 1, 40, 200, 7, 99, 3, 250, 12, 2 };
 		float *la = malloc((size_t)T * V * sizeof(float)), *lb = malloc((size_t)T * V * sizeof(float));
-		int r = logits(&a, tokens, T, la) || logits(&b, tokens, T, lb);
+		int r = t_batch_logits(&a, tokens, T, la) || t_batch_logits(&b, tokens, T, lb);
 		int same_types = 1;
 		for (int i = 0; i < b.ntensors; i++)
 			same_types &= b.tensors[i].dtype == a.tensors[i].dtype;

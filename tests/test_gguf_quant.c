@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "quant.h"
 #include "t.h"
+#include "int8_check.h"
 
 static const rl_dtype gguf[] = { RL_Q4_0, RL_Q8_0, RL_Q4_K, RL_Q2_K };
 enum { NGGUF = sizeof gguf / sizeof *gguf };
@@ -247,6 +248,24 @@ static void test_dot(void)
 	      "%s", rl_err());
 }
 
+static void fill_gguf_row(rl_dtype dt, int IC, int r, float *w)
+{
+	(void)dt;
+	/* rows with an offset so the mins matter, and one of the fixture's kind */
+	if (r == 0)
+		fixture_input(11u + (uint32_t)IC, w, (size_t)IC);
+	else
+		for (int i = 0; i < IC; i++)
+			w[i] = nrand() * 0.05f + (r % 3) * 0.02f;
+}
+
+/* 8-bit activations through ggml's formats (int8_check.h) */
+static void test_dot8(void)
+{
+	static const int ics[] = { 256, 512, 1280 };
+	int8_check("gguf_dot8", gguf, NGGUF, ics, 3, 29, fill_gguf_row, nrand);
+}
+
 static void test_errors(void)
 {
 	enum { R = 4, C = 256 };
@@ -319,6 +338,7 @@ int main(void)
 	test_traits();
 	test_fixture();
 	test_dot();
+	test_dot8();
 	test_errors();
 	test_policy();
 	return t_done();

@@ -23,15 +23,6 @@
 
 static char tmpdir[256];
 
-static int batch_logits(const rl_model *m, const int *tokens, int T, float *out)
-{
-	rl_forward *f = rl_forward_new(m, T, T);
-	rl_seq s = { .ntok = T, .tokens = tokens };
-	int rc = !f || rl_forward_run(f, NULL, 1, &s, out) ? -1 : 0;
-	rl_forward_free(f);
-	return rc;
-}
-
 static int decode_logits(const rl_model *m, const int *tokens, int T, float *out)
 {
 	rl_kvcache c;
@@ -106,7 +97,7 @@ static void check_logits(const rl_model *m, const reference *r, const char *what
 	for (int s = 0; ok && s < r->nseq; s++) {
 		size_t n = (size_t)r->T[s] * r->V;
 		float *out = malloc(n * sizeof(float));
-		ok = out && batch_logits(m, r->tokens[s], r->T[s], out) == 0;
+		ok = out && t_batch_logits(m, r->tokens[s], r->T[s], out) == 0;
 		if (ok) {
 			double e = t_rel_err(out, r->logits[s], n);
 			worst = e > worst ? e : worst;
@@ -176,7 +167,7 @@ static void test_model(const char *which)
 	m.cfg.rope_style = RL_ROPE_INTERLEAVED;
 	size_t n = (size_t)r.T[1] * r.V;
 	float *wrong = malloc(n * sizeof(float));
-	double e = wrong && batch_logits(&m, r.tokens[1], r.T[1], wrong) == 0 ? t_rel_err(wrong, r.logits[1], n) : 0;
+	double e = wrong && t_batch_logits(&m, r.tokens[1], r.T[1], wrong) == 0 ? t_rel_err(wrong, r.logits[1], n) : 0;
 	snprintf(name, sizeof name, "%s_interleaved_rope_differs", which);
 	CHECK(e > 1e-3, name, "relative error %.3g with the wrong RoPE layout", e);
 	free(wrong);

@@ -66,6 +66,20 @@ fi
 firsts=$("$BIN/tsdump" "$TMP/q.msgpack" | grep '"t":"sample"' | sed 's/.*"tokens":\[1,\([0-9]*\),.*/\1/' | sort -u | wc -l)
 if [ "$firsts" -ge 3 ]; then pass teacher_gen_qat_starts; else fail teacher_gen_qat_starts "$firsts distinct first tokens in 4 samples"; fi
 
+# --int8-act: a model stored as floats gives the same stream; a quantized one
+# other logits (the stream itself is still valid)
+"$TG" -n 3 -b 2 --max-len 24 --seed 3 --int8-act -o "$TMP/i8f.msgpack" "$MODEL" 2>/dev/null
+"$TG" -n 3 -b 2 --max-len 24 --seed 3 -o "$TMP/f.msgpack" "$MODEL" 2>/dev/null
+"$BIN/qpack" -o "$TMP/w42.msgpack" "$MODEL" 2>/dev/null
+"$TG" -n 3 -b 2 --max-len 24 --seed 3 --temp 0 -o "$TMP/qd.msgpack" "$TMP/w42.msgpack" 2>/dev/null
+"$TG" -n 3 -b 2 --max-len 24 --seed 3 --temp 0 --int8-act -o "$TMP/i8q.msgpack" "$TMP/w42.msgpack" 2>/dev/null
+if [ -s "$TMP/f.msgpack" ] && cmp -s "$TMP/i8f.msgpack" "$TMP/f.msgpack" && "$BIN/tsdump" "$TMP/i8q.msgpack" >/dev/null 2>&1 &&
+	[ "$(samples "$TMP/i8q.msgpack" | wc -l)" = 3 ] && [ "$(samples "$TMP/i8q.msgpack")" != "$(samples "$TMP/qd.msgpack")" ]; then
+	pass teacher_gen_int8_act
+else
+	fail teacher_gen_int8_act "f32 streams equal: $(cmp -s "$TMP/i8f.msgpack" "$TMP/f.msgpack" && echo yes || echo no), quantized streams differ as wanted: no"
+fi
+
 # progress and summary on stderr
 "$TG" -n 3 --max-len 32 -o "$TMP/p.msgpack" "$MODEL" 2>"$TMP/p.err"
 if grep -q 'teacher-gen: 3 samples, [0-9]* generated tokens in' "$TMP/p.err"; then pass teacher_gen_summary; else fail teacher_gen_summary "$(cat "$TMP/p.err")"; fi
