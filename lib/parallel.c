@@ -352,13 +352,17 @@ int rl_cpu_avx2(void)
 
 static rows_fn *pick_rows(void)
 {
+	/* chosen in a local and stored once: threads making their first product
+	 * together must never see a half-made choice (a thread that took the
+	 * portable kernel for one product gave numbers that differ in the last bits) */
 	static rows_fn *rows;
 	if (!rows) {
-		rows = rows_generic;
+		rows_fn *pick = rows_generic;
 #if defined(__x86_64__)
 		if (rl_cpu_avx2())
-			rows = rows_avx2;
+			pick = rows_avx2;
 #endif
+		rows = pick;
 	}
 	return rows;
 }

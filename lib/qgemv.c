@@ -681,12 +681,8 @@ int rl_qgemm_rows_act(rl_dtype dt, int OC, int IC, const void *W, int N, const f
 		      size_t ldy, float *scratch, rl_act act)
 {
 	const rl_dtype_traits *tr = &rl_dtypes[dt];
-	if (use_avx2 < 0) {
-		use_avx2 = 0;
-#if defined(__x86_64__)
-		use_avx2 = rl_cpu_avx2();
-#endif
-	}
+	if (use_avx2 < 0)
+		use_avx2 = rl_cpu_avx2(); /* stored once (0 off x86): see pick_rows in parallel.c */
 	if (!rl_dtype_fused(dt)) {
 		rl_seterr("rl_qgemv: %s has no fused kernel", tr->name);
 		return -1;
