@@ -9,7 +9,7 @@
 #     (--hw custom:..., no kernel rates), so the model is not only checked
 #     against figures taken from our own kernels.
 # Each figure is the median of REPS pairs (prediction and measurement taken one
-# after the other, since a shared machine's speed drifts). Not part of make check.
+# after the other, since a shared machine's speed drifts). The last part of make bench.
 # ROOFLINE_CONFIGS (default: configs/qwen3-0.6b.json configs/qwen3-1.7b.json),
 # ROOFLINE_POLICIES (default: f32 q4 w4w2), BENCH_THREADS (2), REPS (3).
 set -eu

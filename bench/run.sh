@@ -154,3 +154,7 @@ fi
 
 # --- distill: training tokens/s against PyTorch, FLOP/s against sgemm, peak RSS (bench/distill.sh) ---
 sh "$top/bench/distill.sh"
+
+# --- roofline: predicted / measured decode tokens/s of 0.6B and 1.7B shapes (bench/roofline_check.sh) ---
+# BENCH_ROOFLINE=0 leaves it out (it makes six random models, up to 6.8 GB each)
+[ "${BENCH_ROOFLINE:-1}" = 0 ] || BENCH_THREADS=$threads sh "$top/bench/roofline_check.sh"

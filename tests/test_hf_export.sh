@@ -69,6 +69,15 @@ else
 	fail evalrun_hf_export_same_nll "exported $a, stories260K $c"
 fi
 check teacher_gen_model_plus_peft_dir "$BIN/teacher-gen" -n 2 --max-len 16 -o "$TMP/s.msgpack" "$S260+$TMP/s260_peft"
+# distill reads a PEFT adapter back as its starting point: with no epochs it
+# writes that adapter, which scores as the directory does
+"$BIN/teacher-gen" -n 2 --max-len 16 -o "$TMP/s2.msgpack" "$S260" 2>/dev/null
+if "$BIN/distill" --init "$TMP/s260_peft" --epochs 0 --samples "$TMP/s2.msgpack" -o "$TMP/from_peft.msgpack" "$S260" \
+	2>"$TMP/dp.err" && [ "$(nll "$S260+$TMP/from_peft.msgpack")" = "$(nll "$S260+$TMP/s260_peft")" ]; then
+	pass distill_init_from_peft_dir
+else
+	fail distill_init_from_peft_dir "$(tail -n 2 "$TMP/dp.err")"
+fi
 expect_fail evalrun_peft_wrong_base 'adapter_model.safetensors: .*(not .*linear layer|shape)' \
 	"$BIN/evalrun" --task "ppl:$TMP/t.txt" "$TOP/tests/fixtures/hf/qwen3+$TMP/s260_peft"
 
