@@ -10,6 +10,8 @@
 # the npm packages into build/npm (LONG=1 adds node-llama-cpp).
 . "$(dirname "$0")/lib.sh"
 NM=$TOP/build/npm/node_modules
+# (build/sanitize and build/fuzz, copies of the tree, use the checkout's build/npm)
+[ -d "$NM" ] || [ ! -d "$TOP/../npm/node_modules" ] || NM=$(cd "$TOP/../npm/node_modules" && pwd)
 
 # ---- lora-merge --gguf / --gguf-lora: the tool's side ----
 printf '{"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 256}' > "$TMP/k.json"
