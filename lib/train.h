@@ -47,6 +47,10 @@ float *rl_train_logits(rl_train *t);
  * respect to the logits left in rl_train_logits. */
 int rl_train_backward(rl_train *t);
 float *rl_train_grad(rl_train *t);     /* (a->nparams) */
+/* Which exp the softmaxes use on x86 with AVX2: 1 (the default) the widest the
+ * CPU runs (AVX-512 where it has it), 0 the 8-lane one; the numbers are the same
+ * bit for bit, which the tests check through this switch. */
+void rl_train_select_exp(int widest);
 void rl_train_zero_grad(rl_train *t);
 /* The gradient with respect to the first block's input (N, C), after a
  * backward: for tests that the activation gradient flows all the way. */

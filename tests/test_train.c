@@ -493,6 +493,20 @@ static void test_pytorch(const char *bin)
 	}
 	CHECK(fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss), "pytorch_loss", "loss %.8f, PyTorch %.8f", loss,
 	      ref_loss);
+	/* the 8-lane exp gives the same gradient, bit for bit, as the widest one */
+	{
+		float *g1 = malloc((size_t)nparams * sizeof(float));
+		memcpy(g1, rl_train_grad(t), (size_t)nparams * sizeof(float));
+		rl_train_select_exp(0);
+		rl_train_zero_grad(t);
+		double loss8 = batch_loss(&b, 1);
+		int ok = !isnan(loss8) && rl_train_backward(t) == 0;
+		rl_train_select_exp(1);
+		CHECK(ok && loss8 == loss && memcmp(g1, rl_train_grad(t), (size_t)nparams * sizeof(float)) == 0,
+		      "exp_paths_same_gradient", "loss %.9g vs %.9g, or the gradients differ (avx512f: %d)", loss8, loss,
+		      __builtin_cpu_supports("avx512f") != 0);
+		free(g1);
+	}
 	/* the training forward gives the runtime's logits for the same unmerged adapter
 	 * (a forward again: the backward's gradient took the logits' place) */
 	rl_train_forward(t, nseq, seqs);
