@@ -1470,16 +1470,8 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 	snprintf(path, dlen + 32, "%s/tokenizer.json", dir);
 	snprintf(cpath, dlen + 32, "%s/tokenizer_config.json", dir);
 	rl_bpe_byte_level_table(h.byte_of);
-	size_t len;
-	char *text = rl_read_file(path, &len);
-	if (!text)
+	if (!(h.root = rl_json_read(path)))
 		goto done;
-	h.root = rl_json_parse(text, len);
-	free(text);
-	if (!h.root) {
-		rl_seterr("%s: %s", path, rl_err());
-		goto done;
-	}
 	const rl_json *model, *type, *vocab, *merges, *added, *prefix, *suffix, *dropout;
 	if (h.root->type != RL_JSON_OBJECT) {
 		rl_seterr("%s: not a JSON object", path);
@@ -1537,17 +1529,12 @@ int rl_tokenizer_load_hf(rl_tokenizer *tk, const char *dir)
 	}
 	/* BOS and EOS: tokenizer_config.json, which may be absent */
 	int bos, eos, add_bos = -1;
-	size_t clen;
 	struct stat sb;
-	char *ctext = NULL;
 	if (stat(cpath, &sb) == 0 || errno != ENOENT) {
-		ctext = rl_read_file(cpath, &clen);
-		if (!ctext)
+		if (!(cfg = rl_json_read(cpath)))
 			goto done;
-		cfg = rl_json_parse(ctext, clen);
-		free(ctext);
-		if (!cfg || cfg->type != RL_JSON_OBJECT) {
-			rl_seterr("%s: %s", cpath, cfg ? "not a JSON object" : rl_err());
+		if (cfg->type != RL_JSON_OBJECT) {
+			rl_seterr("%s: not a JSON object", cpath);
 			goto done;
 		}
 		const rl_json *v = rl_json_get(cfg, "add_bos_token");

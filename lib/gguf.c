@@ -911,11 +911,8 @@ int rl_adapter_read_gguf(const char *path, const rl_model *m, int flags, rl_adap
 						       dst + r * cols, cols);
 		}
 	}
-	for (size_t i = 0; i < a->nparams; i++)
-		if (!isfinite(a->params[i])) {
-			rl_seterr("%s: the adapter holds a value that is not finite", path);
-			goto done;
-		}
+	if (rl_adapter_check_finite(a, path))
+		goto done;
 	rc = 0;
 done:
 	if (rc)

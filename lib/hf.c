@@ -177,16 +177,9 @@ static int take_tensor(rl_tensor *t, const rl_st_tensor *s, const char *file)
  * *files (allocated strings; caller frees), and the index into *index. */
 static int read_index(const char *path, rl_json **index, char ***files, int *nfiles)
 {
-	size_t len;
-	char *text = rl_read_file(path, &len);
-	if (!text)
+	rl_json *j = rl_json_read(path);
+	if (!j)
 		return -1;
-	rl_json *j = rl_json_parse(text, len);
-	free(text);
-	if (!j) {
-		rl_seterr("%s: %s", path, rl_err());
-		return -1;
-	}
 	const rl_json *wm = rl_json_get(j, "weight_map");
 	if (j->type != RL_JSON_OBJECT || !wm || wm->type != RL_JSON_OBJECT || wm->len == 0) {
 		rl_seterr("%s: weight_map: missing, empty or not an object", path);

@@ -670,6 +670,19 @@ void rl_json_write_string(FILE *f, const char *s, size_t len)
 
 /* ---- files ---- */
 
+rl_json *rl_json_read(const char *path)
+{
+	size_t len;
+	char *text = rl_read_file(path, &len);
+	if (!text)
+		return NULL;
+	rl_json *j = rl_json_parse(text, len);
+	free(text);
+	if (!j)
+		rl_seterr("%s: %s", path, rl_err());
+	return j;
+}
+
 char *rl_read_file(const char *path, size_t *len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);

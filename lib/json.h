@@ -37,4 +37,7 @@ void rl_json_write_string(FILE *f, const char *s, size_t len);
 /* Reads a whole file into memory (allocated, NUL-terminated; caller frees). */
 char *rl_read_file(const char *path, size_t *len);
 
+/* Reads and parses a JSON file: the tree, or NULL after rl_seterr naming path. */
+rl_json *rl_json_read(const char *path);
+
 #endif

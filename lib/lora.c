@@ -161,6 +161,16 @@ fail:
 	return -1;
 }
 
+int rl_adapter_check_finite(const rl_adapter *a, const char *path)
+{
+	for (size_t i = 0; i < a->nparams; i++)
+		if (!isfinite(a->params[i])) {
+			rl_seterr("%s: the adapter holds a value that is not finite", path);
+			return -1;
+		}
+	return 0;
+}
+
 int rl_adapter_new(rl_adapter *a, const rl_model *m, const char *pattern, int rank, double alpha)
 {
 	int *idx, n;
@@ -508,11 +518,8 @@ int rl_adapter_read_reader(rl_reader *r, const rl_model *m, int flags, rl_adapte
 			rl_seterr("%s: tensor %s.lora_%c is missing", path, a->targets[k].name, seen[2 * k] ? 'b' : 'a');
 			goto done;
 		}
-	for (size_t i = 0; i < a->nparams; i++)
-		if (!isfinite(a->params[i])) {
-			rl_seterr("%s: the adapter holds a value that is not finite", path);
-			goto done;
-		}
+	if (rl_adapter_check_finite(a, path))
+		goto done;
 	rc = 0;
 done:
 	free(seen);

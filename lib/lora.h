@@ -54,6 +54,9 @@ void rl_adapter_free(rl_adapter *a);
  * parameters zeroed, its base identity m's: what rl_adapter_new and the
  * readers build on. */
 int rl_adapter_alloc(rl_adapter *a, const rl_model *m, const int *idx, int n, int rank, double alpha);
+/* 0 if every parameter is finite, else -1 after rl_seterr naming path: the
+ * readers' last check. */
+int rl_adapter_check_finite(const rl_adapter *a, const char *path);
 
 /* The standard initialisation: A uniform in +-1/sqrt(IC) (Kaiming-uniform with
  * a = sqrt(5), as PEFT does), drawn from a stream seeded by (seed, target name);

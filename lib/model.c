@@ -987,16 +987,9 @@ static const char *hf_model_type(const rl_json *j)
 
 int rl_config_from_json(const char *path, rl_config *c, char arch[16])
 {
-	size_t len;
-	char *text = rl_read_file(path, &len);
-	if (!text)
+	rl_json *j = rl_json_read(path);
+	if (!j)
 		return -1;
-	rl_json *j = rl_json_parse(text, len);
-	free(text);
-	if (!j) {
-		rl_seterr("%s: %s", path, rl_err());
-		return -1;
-	}
 	int rc = -1;
 	memset(c, 0, sizeof *c);
 	const rl_json *type = rl_json_get(j, "model_type");

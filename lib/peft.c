@@ -195,14 +195,11 @@ typedef struct {
 
 static int read_config(const char *path, rl_json **root, peft_config *c)
 {
-	size_t len;
-	char *text = rl_read_file(path, &len);
-	if (!text)
+	rl_json *j = rl_json_read(path);
+	if (!j)
 		return -1;
-	rl_json *j = rl_json_parse(text, len);
-	free(text);
-	if (!j || j->type != RL_JSON_OBJECT) {
-		rl_seterr("%s: %s", path, j ? "not a JSON object" : rl_err());
+	if (j->type != RL_JSON_OBJECT) {
+		rl_seterr("%s: not a JSON object", path);
 		rl_json_free(j);
 		return -1;
 	}
@@ -413,11 +410,8 @@ int rl_adapter_read_peft(const char *dir, const rl_model *m, int flags, rl_adapt
 			}
 		}
 	}
-	for (size_t i = 0; i < a->nparams; i++)
-		if (!isfinite(a->params[i])) {
-			rl_seterr("%s: a LoRA weight is not finite", spath);
-			goto done;
-		}
+	if (rl_adapter_check_finite(a, spath))
+		goto done;
 	const char *content = rl_safetensors_meta(&st, META_CONTENT), *source = rl_safetensors_meta(&st, META_SOURCE);
 	if (!content != !source) {
 		rl_seterr("%s: metadata %s without %s", spath, content ? META_CONTENT : META_SOURCE,

@@ -390,7 +390,7 @@ void rl_train_select_exp(int widest)
 static float exp_shift_wide(float *s, int n, float sub)
 {
 	if (use_avx512 < 0)
-		use_avx512 = __builtin_cpu_supports("avx512f") != 0;
+		rl_train_select_exp(1);
 	return use_avx512 ? exp_shift_avx512(s, n, sub) : exp_shift_avx2_from(s, n, sub, 0, NULL);
 }
 

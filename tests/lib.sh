@@ -35,6 +35,15 @@ expect_fail() {
 
 t_done() { exit $T_FAILED; }
 
+# npm_modules PACKAGE: the node_modules folder that holds PACKAGE ($NODE_PATH's,
+# the checkout's build/npm, or for build/sanitize and build/fuzz, copies of the
+# tree, the checkout's), or nothing.
+npm_modules() {
+	for d in $(printf '%s' "${NODE_PATH:-}" | tr ':' ' ') "$TOP/build/npm/node_modules" "$TOP/../npm/node_modules"; do
+		[ -f "$d/$1/package.json" ] && { (cd "$d" && pwd); return; }
+	done
+}
+
 # no_output NAME FILE: neither FILE nor a temporary of it may exist.
 no_output() {
 	if [ -e "$2" ] || ls "$2".tmp.* >/dev/null 2>&1; then fail "$1" "$2 or a temporary of it was left behind"; else pass "$1"; fi

@@ -9,9 +9,7 @@
 # The files come from test_gguf_write (GGUF_WRITE_KEEP); .ci/deps.sh installs
 # the npm packages into build/npm (LONG=1 adds node-llama-cpp).
 . "$(dirname "$0")/lib.sh"
-NM=$TOP/build/npm/node_modules
-# (build/sanitize and build/fuzz, copies of the tree, use the checkout's build/npm)
-[ -d "$NM" ] || [ ! -d "$TOP/../npm/node_modules" ] || NM=$(cd "$TOP/../npm/node_modules" && pwd)
+NM=$(npm_modules @huggingface/gguf)
 
 # ---- lora-merge --gguf / --gguf-lora: the tool's side ----
 printf '{"model_type": "llama", "hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 256}' > "$TMP/k.json"
@@ -71,7 +69,7 @@ if ! command -v node >/dev/null 2>&1; then
 	skip gguf_export_parser "node is not installed (make deps installs Node.js and npm)"
 	t_done
 fi
-if [ ! -f "$NM/@huggingface/gguf/package.json" ]; then
+if [ -z "$NM" ]; then
 	skip gguf_export_parser "no build/npm/node_modules/@huggingface/gguf (make deps installs it from the npm registry)"
 	t_done
 fi

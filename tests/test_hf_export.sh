@@ -29,11 +29,7 @@ else
 fi
 
 # Hugging Face's tokenizers: the same ids as ours on every document
-mod=
-# (build/sanitize and build/fuzz, copies of the tree, use the checkout's build/npm)
-for d in $(printf '%s' "${NODE_PATH:-}" | tr ':' ' ') "$TOP/build/npm/node_modules" "$TOP/../npm/node_modules"; do
-	[ -f "$d/tokenizers/package.json" ] && mod=$d && break
-done
+mod=$(npm_modules tokenizers)
 if ! command -v node >/dev/null || [ -z "$mod" ]; then
 	why="node or the npm package tokenizers is missing (.ci/deps.sh installs it in build/npm)"
 	if [ "${CI:-}" = true ]; then fail hf_tokenizers_library "$why"; else skip hf_tokenizers_library "$why"; fi
