@@ -10,7 +10,10 @@
 #   achieved FLOP/s / sgemm FLOP/s, 30M model              (goal >= 0.5)
 #   peak RSS / (weights + saved activations + adapter and optimizer state), 30M (goal <= 1.3)
 # Medians of BENCH_REPS (3) runs, ours and PyTorch's alternating so that both
-# see the same load. BENCH_THREADS (2).
+# see the same load. BENCH_THREADS (2). Both sides time the same steps: PyTorch
+# runs one warm-up step and then STEPS timed ones, distill STEPS + 1 steps and
+# reports its rate after the first (whose page faults on the freshly allocated
+# activations and cold caches cost it about 20% more than a later step).
 #
 # FLOPs of one training token, counted as the model's (attention's recomputed
 # probabilities in the backward not counted): 4 P (each linear's forward and
@@ -41,14 +44,14 @@ if [ -f "$dev" ]; then head -c 2000000 "$dev"; else cat "$top"/man/man1/*.1; fi 
 bench_model() {
 	label=$1 cfg=$2 teacher=$3 batch=$4 steps=$5 goal=$6
 	"$bin/qpack" -p w4w2 -q rtn -o "$work/student.msgpack" "$teacher" 2>/dev/null
-	"$bin/teacher-gen" -t "$threads" --score "$work/doc.txt" --max-len 257 -n $((batch * steps)) \
+	"$bin/teacher-gen" -t "$threads" --score "$work/doc.txt" --max-len 257 -n $((batch * (steps + 1))) \
 		-o "$work/samples.msgpack" "$teacher" 2>/dev/null
 	: > "$work/ours" && : > "$work/torch"
 	for _ in $(seq "$reps"); do
 		"$top/bench/maxrss" "$bin/distill" -t "$threads" -r 4 --epochs 1 --batch-tokens $((batch * 256)) \
 			--heldout 0 --eval-every 0 --samples "$work/samples.msgpack" -o /dev/null "$work/student.msgpack" \
 			2> "$work/distill.err" >> "$work/rss"
-		sed -n 's/.*tokens in .* s (\([0-9]*\) tokens\/s).*/\1/p' "$work/distill.err" >> "$work/ours"
+		sed -n 's/.*tokens in .* s ([0-9]* tokens\/s; \([0-9]*\) after the first step).*/\1/p' "$work/distill.err" >> "$work/ours"
 		if [ "$have_torch" = 1 ]; then
 			get "$(/usr/bin/python3 "$top/bench/torch_train.py" "$cfg" --batch "$batch" --len 256 --rank 4 \
 				--topk 64 --steps "$steps" --threads "$threads")" tokens_per_s >> "$work/torch"

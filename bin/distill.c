@@ -722,8 +722,8 @@ int main(int argc, char **argv)
 			(unsigned long long)total, h.kl / (double)h.rows, h.ce / (double)h.rows, h.rows);
 	}
 	rl_adamw_cfg ocfg = { 0.9, 0.999, 1e-8, wd };
-	double t0 = now(), last = t0;
-	uint64_t s_global = 0, tokens = 0;
+	double t0 = now(), last = t0, t1 = 0;
+	uint64_t s_global = 0, tokens = 0, tokens1 = 0, steps1 = step;
 	int tty = rl_stderr_tty();
 	for (int e = 0; e < epochs && !stop_signal; e++) {
 		size_t n = epoch_order(&ss, seed, e, order), nb = pack(&ss, order, n, batch_tokens, starts);
@@ -750,6 +750,10 @@ int main(int argc, char **argv)
 			step++;
 			for (size_t i = starts[b0]; i < starts[b1]; i++)
 				tokens += (uint64_t)ss.s[order[i]].T - 1;
+			if (step == steps1 + 1) { /* the first step's page faults and cold caches, timed apart */
+				t1 = now();
+				tokens1 = tokens;
+			}
 			last_kl = ls.kl / (double)ls.rows;
 			if (eval_every && nheld && (step % (uint64_t)eval_every == 0 || step == total)) {
 				loss_sum h = heldout_loss(t, &ss, held, nh, max_tokens, tau, &bw);
@@ -765,7 +769,7 @@ int main(int argc, char **argv)
 			double tn = now();
 			if (tn - last >= (tty ? 0.5 : 10.0) || step == total) {
 				last = tn;
-				double el = tn - t0, eta = el / (double)(step - (resume ? 0 : 0) + 1e-9) * (double)(total - step);
+				double el = tn - t0, eta = el / (double)(step - steps1) * (double)(total - step);
 				fprintf(stderr, "%sdistill: step %llu/%llu, epoch %d, train KL %.4f, lr %.2e, |g| %.3g, %.0f tokens/s, ETA %.0f s%s",
 					tty ? "\r" : "", (unsigned long long)step, (unsigned long long)total, e + 1, last_kl, rate,
 					norm, (double)tokens / (el + 1e-9), eta, tty ? "  " : "\n");
@@ -789,9 +793,12 @@ int main(int argc, char **argv)
 	ckpt_info fin = { step, NULL, last_kl };
 	if (write_adapter(out, &a, &fin, "distill"))
 		errx(1, "%s: %s", out ? out : "<stdout>", rl_err());
-	double el = now() - t0;
-	fprintf(stderr, "distill: %llu steps, %llu tokens in %.1f s (%.0f tokens/s); last train KL %.4f -> %s\n",
-		(unsigned long long)step, (unsigned long long)tokens, el, (double)tokens / (el + 1e-9), last_kl,
+	double tend = now(), el = tend - t0;
+	char later[64] = "";
+	if (step > steps1 + 1)
+		snprintf(later, sizeof later, "; %.0f after the first step", (double)(tokens - tokens1) / (tend - t1 + 1e-9));
+	fprintf(stderr, "distill: %llu steps, %llu tokens in %.1f s (%.0f tokens/s%s); last train KL %.4f -> %s\n",
+		(unsigned long long)step, (unsigned long long)tokens, el, (double)tokens / (el + 1e-9), later, last_kl,
 		out ? out : "stdout");
 	free(ss.s);
 	free(ss.buf);

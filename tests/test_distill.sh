@@ -44,6 +44,12 @@ if [ -n "$ckstep" ] && [ "$ckstep" -gt 0 ] && [ "$ckstep" -lt "$total" ] && cmp 
 else
 	fail distill_resume_bit_exact "checkpoint at step $ckstep of $total; resumed adapter differs from the uninterrupted one"
 fi
+# the closing line: the whole run's rate and the rate after its first step
+if grep -q "^distill: $total steps, [0-9]* tokens in [0-9.]* s ([0-9]* tokens/s; [0-9]* after the first step); last train KL" "$TMP/d.err"; then
+	pass distill_summary_rates
+else
+	fail distill_summary_rates "$(tail -n 1 "$TMP/d.err")"
+fi
 
 # SIGTERM: a checkpoint that is a readable adapter, exit 1, no output under its name
 # shellcheck disable=SC2086
