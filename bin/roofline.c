@@ -389,13 +389,11 @@ int main(int argc, char **argv)
 
 	rl_hw hw;
 	if (measure) {
-		int used[RL_NDTYPES];
-		for (int dt = 0; dt < RL_NDTYPES; dt++)
-			used[dt] = wp.used[dt] || wb.used[dt];
+		const rl_roofline_weights *ws[2] = { &wp, &wb };
 		rl_set_threads(threads);
 		int n = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 		fprintf(stderr, "roofline: measuring this host with %d threads ...\n", n);
-		if (rl_roofline_measure(&hw, n, (size_t)512 << 20, used))
+		if (rl_roofline_measure(&hw, n, (size_t)512 << 20, ws, 2))
 			errx(1, "--measure: %s", rl_err());
 	} else if (rl_hw_parse(hw_spec ? hw_spec : "m2", &hw)) {
 		errx(1, "%s", rl_err());
@@ -426,11 +424,11 @@ int main(int argc, char **argv)
 		printf(",\"bw_gb_s\":%.10g,\"tflops\":%.10g,\"measured\":%s", hw.bw / 1e9, hw.flops / 1e12,
 		       hw.measured ? "true" : "false");
 		if (hw.measured) {
-			printf(",\"bw1_gb_s\":%.10g,\"call_s\":%.10g,\"kernel_weights_per_s\":{", hw.bw1 / 1e9, hw.call);
-			for (int dt = 0, n = 0; dt < RL_NDTYPES; dt++)
-				if (hw.rate[dt] > 0)
-					printf("%s\"%s\":%.10g", n++ ? "," : "", rl_dtypes[dt].name, hw.rate[dt]);
-			printf("}");
+			printf(",\"bw1_gb_s\":%.10g,\"call_s\":%.10g,\"kernel_rates\":[", hw.bw1 / 1e9, hw.call);
+			for (int i = 0; i < hw.nrates; i++)
+				printf("%s{\"format\":\"%s\",\"row\":%d,\"weights_per_s\":%.10g}", i ? "," : "",
+				       rl_dtypes[hw.rates[i].dt].name, hw.rates[i].ic, hw.rates[i].rate);
+			printf("]");
 		}
 		printf("},\"batch\":%d,\"lora_rank\":%d,\"kv\":\"%s\",\"policy\":", batch, lora, kv_spec);
 		json_str(stdout, pname);
@@ -458,9 +456,9 @@ int main(int argc, char **argv)
 		printf("hardware  %s: %.4g GB/s, %.4g TFLOP/s", hw.name, hw.bw / 1e9, hw.flops / 1e12);
 		if (hw.measured) {
 			printf(" (one thread %.4g GB/s), hand-off %.3g us; kernels, Gweights/s:", hw.bw1 / 1e9, hw.call * 1e6);
-			for (int dt = 0; dt < RL_NDTYPES; dt++)
-				if (hw.rate[dt] > 0)
-					printf(" %s %.3g", rl_dtypes[dt].name, hw.rate[dt] / 1e9);
+			for (int i = 0; i < hw.nrates; i++)
+				printf("%s %s rows of %d %.3g", i ? "," : "", rl_dtypes[hw.rates[i].dt].name, hw.rates[i].ic,
+				       hw.rates[i].rate / 1e9);
 		}
 		printf("\nsetting   batch %d, KV cache %s, LoRA rank %d (f32, on the <4-bit matrices)\n", batch, kv_spec, lora);
 		printf("policy    %-24s %8.1f MB stored, matrices %.3f GB\n", pname, wp.stored_bytes / 1e6,

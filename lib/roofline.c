@@ -125,9 +125,9 @@ static double now(void)
  * on the pool, over a matrix of about `bytes` (far beyond the caches) whose
  * rows repeat 64 distinct ones (their values do not change the speed). Median
  * of 5 passes after one warm-up. */
-static double kernel_rate(rl_dtype dt, size_t bytes)
+static double kernel_rate(rl_dtype dt, int IC, size_t bytes)
 {
-	enum { IC = 2048, DISTINCT = 64 };
+	enum { DISTINCT = 64 };
 	size_t rb = rl_row_bytes(dt, IC);
 	int OC = (int)(bytes / rb);
 	if (OC < DISTINCT)
@@ -194,7 +194,18 @@ static double call_overhead(int threads)
 	return rl_median(v, 5);
 }
 
-int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const int used[RL_NDTYPES])
+double rl_hw_rate(const rl_hw *hw, int dt, int ic)
+{
+	const rl_kernel_rate *best = NULL;
+	for (int i = 0; i < hw->nrates; i++) {
+		const rl_kernel_rate *r = &hw->rates[i];
+		if (r->dt == dt && (!best || abs(r->ic - ic) < abs(best->ic - ic)))
+			best = r;
+	}
+	return best ? best->rate : 0;
+}
+
+int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const rl_roofline_weights *const *w, int nw)
 {
 	memset(hw, 0, sizeof *hw);
 	snprintf(hw->name, sizeof hw->name, "this host (%d thread%s)", threads, threads == 1 ? "" : "s");
@@ -209,12 +220,28 @@ int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const int used[RL_
 	hw->bw1 = bw1 * 1e9;
 	hw->flops = gf * 1e9;
 	hw->call = call_overhead(threads);
-	for (int dt = 0; dt < RL_NDTYPES; dt++) {
-		if (!used[dt])
-			continue;
-		if ((hw->rate[dt] = kernel_rate((rl_dtype)dt, bytes / 2)) <= 0)
-			return -1;
-	}
+	for (int i = 0; i < nw; i++)
+		for (int k = 0; k < RL_RC_N; k++)
+			for (int dt = 0; dt < RL_NDTYPES; dt++) {
+				int ic = w[i]->row_len[k][dt];
+				if (k == RL_RC_EMBD || ic <= 0)
+					continue;
+				int seen = 0;
+				for (int j = 0; j < hw->nrates && !seen; j++)
+					seen = hw->rates[j].dt == dt && hw->rates[j].ic == ic;
+				if (seen)
+					continue;
+				if (hw->nrates == RL_HW_RATES) {
+					rl_seterr("kernel rates: more than %d formats and row lengths", RL_HW_RATES);
+					return -1;
+				}
+				rl_kernel_rate *r = &hw->rates[hw->nrates];
+				if ((r->rate = kernel_rate((rl_dtype)dt, ic, bytes / 2)) <= 0)
+					return -1;
+				r->dt = dt;
+				r->ic = ic;
+				hw->nrates++;
+			}
 	return 0;
 }
 
@@ -255,7 +282,6 @@ int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int k
 	w->kv_dim = c->n_kv_heads * c->head_dim;
 	w->lora_rank = lora_rank;
 	w->kv_bytes = kv_bytes;
-	w->used[RL_F32] = 1; /* norms, and adapters */
 	for (int i = 0; i < m->ntensors; i++) {
 		const rl_tensor *t = &m->tensors[i];
 		rl_dtype dt = t->dtype;
@@ -275,7 +301,6 @@ int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int k
 		int k = class_of(t->name);
 		if (k < 0)
 			continue;
-		w->used[dt] = 1;
 		if (k == RL_RC_EMBD) {
 			/* a token reads its own row; the classifier, when tied, the whole matrix */
 			w->weights[k][dt] += (double)cols;
@@ -284,17 +309,23 @@ int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int k
 				w->weights[RL_RC_OUTPUT][dt] += n;
 				w->bytes[RL_RC_OUTPUT][dt] += bytes;
 				w->calls[RL_RC_OUTPUT]++;
+				if ((int)cols > w->row_len[RL_RC_OUTPUT][dt])
+					w->row_len[RL_RC_OUTPUT][dt] = (int)cols;
 			}
 			continue;
 		}
 		w->weights[k][dt] += n;
 		w->bytes[k][dt] += bytes;
+		if (t->ndim == 2 && (int)cols > w->row_len[k][dt])
+			w->row_len[k][dt] = (int)cols;
 		if (t->ndim == 2)
 			w->calls[k]++;
 		int qbits = rl_dtypes[dt].qbits;
 		if (lora_rank > 0 && t->ndim == 2 && k != RL_RC_OUTPUT && qbits > 0 && qbits < 4) {
 			double a = (double)lora_rank * ((double)rows + (double)cols);
 			w->weights[RL_RC_LORA][RL_F32] += a;
+			if ((int)cols > w->row_len[RL_RC_LORA][RL_F32])
+				w->row_len[RL_RC_LORA][RL_F32] = (int)cols;
 			w->bytes[RL_RC_LORA][RL_F32] += 4 * a;
 			w->calls[RL_RC_LORA] += 2;
 		}
@@ -341,8 +372,9 @@ int rl_roofline_decode(const rl_roofline_weights *w, const rl_hw *hw, int ctx, i
 		for (int dt = 0; dt < RL_NDTYPES; dt++) {
 			bytes += w->bytes[k][dt];
 			n += w->weights[k][dt];
-			if (hw->rate[dt] > 0)
-				kernel += B * w->weights[k][dt] / hw->rate[dt];
+			double rate = w->weights[k][dt] > 0 ? rl_hw_rate(hw, dt, w->row_len[k][dt]) : 0;
+			if (rate > 0)
+				kernel += B * w->weights[k][dt] / rate;
 		}
 		if (k == RL_RC_EMBD) {
 			/* each token its own row, dequantized: no multiply-adds */

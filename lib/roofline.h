@@ -4,9 +4,9 @@
  * A step's time is the sum over layer classes of each class's roofline time,
  * max(bytes / bandwidth, FLOPs / peak FLOP/s), and, when the kernels' rates
  * were measured (rl_roofline_measure), the time our decode kernel needs for
- * the class's weights, whichever is longest. When every class sits on the
- * same side of the ridge (any decode at batch 1) the sum is the plain
- * 1 / max(bytes / bandwidth, FLOPs / peak) of the whole model.
+ * the class's weights at their row length, whichever is longest. When every
+ * class sits on the same side of the ridge (any decode at batch 1) the sum is
+ * the plain 1 / max(bytes / bandwidth, FLOPs / peak) of the whole model.
  *
  * Units: bytes, FLOPs (2 per multiply-add), seconds, bytes/s, FLOP/s. */
 #ifndef RL_ROOFLINE_H
@@ -30,8 +30,18 @@ typedef enum {
 
 extern const char *const rl_roofline_class_names[RL_RC_N];
 
-/* A machine. rate[] are our decode kernels' weights/s per format (N = 1,
- * all threads, weights streamed from memory), 0 where unknown; bw1 the read
+/* Our decode kernel's weights/s for one format and row length (N = 1, all
+ * threads, weights streamed from memory). The row length matters: a row's
+ * share of the vector leaves the L1 cache beyond a few thousand. */
+typedef struct {
+	int dt, ic;
+	double rate;
+} rl_kernel_rate;
+
+enum { RL_HW_RATES = 32 };
+
+/* A machine. rates[] (nrates of them, measured only) our kernels' rates for
+ * the formats and row lengths of the models measured for; bw1 the read
  * bandwidth of one thread (the attention of a single sequence runs on one),
  * 0: bw. */
 typedef struct {
@@ -39,9 +49,10 @@ typedef struct {
 	const char *about;     /* the device, and where its figures come from */
 	double bw, flops;      /* peak read bandwidth (bytes/s), peak FLOP/s */
 	double bw1;
-	double rate[RL_NDTYPES];
 	double call;           /* seconds of the pool's hand-off per matrix product, 0: none */
 	int measured;
+	rl_kernel_rate rates[RL_HW_RATES];
+	int nrates;
 } rl_hw;
 
 /* The built-in devices, n of them. */
@@ -53,24 +64,29 @@ extern const int rl_hw_count;
  * from 1e-6 to 1e6 TFLOP/s. -1 after rl_seterr. */
 int rl_hw_parse(const char *spec, rl_hw *hw);
 
+typedef struct rl_roofline_weights rl_roofline_weights;
+
 /* Measures this machine with the threads rl_set_threads gave: read bandwidth
  * over bytes (all threads, and one), sgemm FLOP/s, our decode kernels' rate
- * for every format with used[dt] set (as decode runs them: the pool's
- * threads over a matrix of bytes / 2, from memory), and the pool's hand-off
- * per call. -1 after rl_seterr. */
-int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const int used[RL_NDTYPES]);
+ * for every format and row length the nw tallies' matrices use (as decode
+ * runs them: the pool's threads over a matrix of bytes / 2, from memory), and
+ * the pool's hand-off per call. -1 after rl_seterr. */
+int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const rl_roofline_weights *const *w, int nw);
+/* The measured rate of format dt at rows of ic: the one measured at that
+ * length, else at the nearest; 0 when dt was not measured. */
+double rl_hw_rate(const rl_hw *hw, int dt, int ic);
 
 /* What a model moves: per layer class and format, the weights and their
  * stored bytes, and the shapes attention and the KV cache need. */
-typedef struct {
+struct rl_roofline_weights {
 	double weights[RL_RC_N][RL_NDTYPES];
 	double bytes[RL_RC_N][RL_NDTYPES];
+	int row_len[RL_RC_N][RL_NDTYPES]; /* the class's longest row in that format (its matrices' IC) */
 	double calls[RL_RC_N];      /* matrix products per token (the pool's hand-offs) */
 	double stored_bytes;        /* every tensor as stored (the file's payload) */
 	int n_layers, n_heads, head_dim, kv_dim, lora_rank;
 	int kv_bytes;               /* bytes of one cached K or V element */
-	int used[RL_NDTYPES];       /* formats that occur */
-} rl_roofline_weights;
+};
 
 /* Tallies m's tensors (shapes only; data is not read) stored as policy says,
  * or as they are stored when policy is NULL. lora_rank > 0 adds f32 adapters

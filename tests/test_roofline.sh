@@ -96,10 +96,19 @@ check hw_list sh -c "'$R' --hw list | grep -q h100-sxm"
 
 # --measure: this host's figures, each positive
 "$R" --model "$TMP/tiny.json" --measure -t 1 --ctx 0 --json > "$TMP/x.json" 2>/dev/null
-if [ "$(jget "$TMP/x.json" "j['hw']['measured'] and j['hw']['bw_gb_s'] > 0 and j['hw']['tflops'] > 0 and j['hw']['kernel_weights_per_s']['q2g32'] > 0 and j['hw']['kernel_weights_per_s']['q4g32'] > 0 and j['rows'][0]['decode']['policy']['tokens_per_s'] > 0" 2>&1)" = True ]; then
+if [ "$(jget "$TMP/x.json" "j['hw']['measured'] and j['hw']['bw_gb_s'] > 0 and j['hw']['tflops'] > 0 and all(r['weights_per_s'] > 0 for r in j['hw']['kernel_rates']) and j['rows'][0]['decode']['policy']['tokens_per_s'] > 0" 2>&1)" = True ]; then
 	pass measure
 else
 	fail measure "$(head -c 300 "$TMP/x.json")"
+fi
+# ... one kernel rate for each format and row length the matrices use (W4/W2-GateUp
+# and the q4 baseline: gate/up q2g32 and q4g32 at rows of 64, down q4g32 at 128, the
+# classifier q8g32 at 64), no more
+if [ "$(jget "$TMP/x.json" "sorted((r['format'], r['row']) for r in j['hw']['kernel_rates'])" 2>&1)" = \
+	"[('q2g32', 64), ('q4g32', 64), ('q4g32', 128), ('q8g32', 64)]" ]; then
+	pass measure_rates_per_row_length
+else
+	fail measure_rates_per_row_length "$(jget "$TMP/x.json" "j['hw']['kernel_rates']" 2>&1)"
 fi
 
 # bad input
