@@ -277,13 +277,13 @@ RL_GROUP_FORMATS(GROUP_FUNCS)
 
 /* ggml's block formats: bits per weight as ggml-common.h states them */
 #if defined(__x86_64__)
-#define GGUF_TRAITS(E, name, bpw, block, bytes, bits)                                              \
+#define GGUF_TRAITS(E, name, bpw, block, bytes, bits, act8)                                        \
 	[RL_##E] = { #name, bpw, block, bytes, rl_dequantize_row_##name, rl_quantize_row_##name, bits, 0, \
-		     rl_dot_##name, rl_dot_##name##_avx2, rl_dot8_##name, rl_dot8_##name##_avx2 },
+		     rl_dot_##name, rl_dot_##name##_avx2, rl_dot8_##name, rl_dot8_##name##_avx2, act8 },
 #else
-#define GGUF_TRAITS(E, name, bpw, block, bytes, bits)                                              \
+#define GGUF_TRAITS(E, name, bpw, block, bytes, bits, act8)                                        \
 	[RL_##E] = { #name, bpw, block, bytes, rl_dequantize_row_##name, rl_quantize_row_##name, bits, 0, \
-		     rl_dot_##name, NULL, rl_dot8_##name, NULL },
+		     rl_dot_##name, NULL, rl_dot8_##name, NULL, act8 },
 #endif
 
 const rl_dtype_traits rl_dtypes[RL_NDTYPES] = {
@@ -291,10 +291,10 @@ const rl_dtype_traits rl_dtypes[RL_NDTYPES] = {
 	[RL_F16] = { "f16", 16, 1, 2, f16_to_float, f16_from_float, 0, 0, NULL, NULL },
 	[RL_BF16] = { "bf16", 16, 1, 2, bf16_to_float, bf16_from_float, 0, 0, NULL, NULL },
 	RL_GROUP_FORMATS(GROUP_TRAITS)
-	GGUF_TRAITS(Q4_0, q4_0, 4.5, 32, 18, 4)
-	GGUF_TRAITS(Q8_0, q8_0, 8.5, 32, 34, 8)
-	GGUF_TRAITS(Q4_K, q4_K, 4.5, 256, 144, 4)
-	GGUF_TRAITS(Q2_K, q2_K, 2.625, 256, 84, 2)
+	GGUF_TRAITS(Q4_0, q4_0, 4.5, 32, 18, 4, 32)
+	GGUF_TRAITS(Q8_0, q8_0, 8.5, 32, 34, 8, 32)
+	GGUF_TRAITS(Q4_K, q4_K, 4.5, 256, 144, 4, 256)
+	GGUF_TRAITS(Q2_K, q2_K, 2.625, 256, 84, 2, 256)
 };
 
 int rl_dtype_from_name(const char *name, size_t len)

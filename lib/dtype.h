@@ -28,11 +28,24 @@ typedef enum {
  * sums of x over each 16 elements (the formats with mins use them). */
 typedef float (*rl_row_dot_fn)(const void *restrict row, const float *restrict x, const float *restrict xsum16,
 			       size_t n);
-/* The same with 8-bit activations (quant.h, RL_ACT_INT8): xi holds x rounded to
- * int8 per block of 32 (natural order), bx per block the pair {dx, dx * sum of
- * its xi} (x ~ dx * xi), xsum16 the exact sums of x over each 16. */
-typedef float (*rl_row_dot8_fn)(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-				const float *restrict xsum16, size_t n);
+/* One vector's 8-bit activations (quant.h, RL_ACT_INT8) as a row dot reads
+ * them. x is rounded per block of 32 elements, x ~ dx * xi, dx found one of
+ * two ways, as the format's traits say (act8_block):
+ *   32:  (q4_0, q8_0) dx = max|x| / 127 over the block; bx holds per block the
+ *        pair {dx, dx * sum of its xi}.
+ *   256: (q4_K, q2_K) dx = D * m: one float D per block of 256 (bx) and an
+ *        integer m in 1..32 per block of 32 (xm), so the row dot sums q xi,
+ *        times the weights' sub-block scales times m, in integers over a whole
+ *        256 and converts to float once (quant.h gives the rounding).
+ * xsum16 holds the exact sums of x over each 16 (the formats' mins multiply
+ * them). */
+typedef struct {
+	const int8_t *xi;     /* (n) x / dx rounded to nearest even, natural order */
+	const float *bx;      /* act8_block 32: (n / 32) pairs {dx, dx sum xi}; 256: (n / 256) D */
+	const int16_t *xm;    /* act8_block 256: (n / 32) m; else unused */
+	const float *xsum16;  /* (n / 16) */
+} rl_act8;
+typedef float (*rl_row_dot8_fn)(const void *restrict row, const rl_act8 *restrict a, size_t n);
 
 typedef struct {
 	const char *name;     /* as written in streams: "f32" */
@@ -47,6 +60,7 @@ typedef struct {
 	 * others (the group formats' kernels are rl_qgemm_rows') */
 	rl_row_dot_fn dot, dot_avx2;
 	rl_row_dot8_fn dot8, dot8_avx2; /* the same with 8-bit activations */
+	int act8_block;       /* ggml's formats: how dot8's activations are rounded (rl_act8) */
 } rl_dtype_traits;
 
 extern const rl_dtype_traits rl_dtypes[RL_NDTYPES];
@@ -86,22 +100,14 @@ float rl_dot_q4_0_avx2(const void *restrict row, const float *restrict x, const 
 float rl_dot_q8_0_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
 float rl_dot_q4_K_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
 float rl_dot_q2_K_avx2(const void *restrict row, const float *restrict x, const float *restrict xsum16, size_t n);
-float rl_dot8_q4_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n);
-float rl_dot8_q8_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n);
-float rl_dot8_q4_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n);
-float rl_dot8_q2_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n);
-float rl_dot8_q4_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			const float *restrict xsum16, size_t n);
-float rl_dot8_q8_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			const float *restrict xsum16, size_t n);
-float rl_dot8_q4_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			const float *restrict xsum16, size_t n);
-float rl_dot8_q2_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			const float *restrict xsum16, size_t n);
+float rl_dot8_q4_0(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q8_0(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q4_K(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q2_K(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q4_0_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q8_0_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q4_K_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n);
+float rl_dot8_q2_K_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n);
 
 /* Group formats, one group of n <= g elements at p (the bytes rl_group_bytes says):
  * pack stores scale, min and q[0..n-1]; unpack dequantizes to w (exactly

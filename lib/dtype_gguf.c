@@ -623,16 +623,20 @@ float rl_dot_q2_K(const void *restrict row, const float *restrict x, const float
 	return acc;
 }
 
-/* ---- the same with 8-bit activations (quant.h, RL_ACT_INT8), portable: each
- * block of 32 activations is dx * xi; the weights' q times xi summed in
- * integers, then scaled; the formats' mins (q4_K, q2_K) still multiply the
- * exact sums of x. q4_0 is d * sum (q - 8) xi, as ggml's q4_0 x q8_0 dot. ---- */
+/* ---- the same with 8-bit activations (rl_act8), portable: the weights' q
+ * times xi summed in integers, then scaled; the formats' mins (q4_K, q2_K)
+ * still multiply the exact sums of x. q4_0 and q8_0 take blocks of 32, each
+ * dx * xi; q4_0 is d * sum (q - 8) xi, as ggml's q4_0 x q8_0 dot. q4_K and q2_K
+ * take blocks of 256, D * m * xi with m per 32: each sub-block's sum of q xi
+ * times its scale times m, summed over the 256 in int32 (at most
+ * 256 * 15 * 127 * 63 * 32 < 2^30 for q4_K, 256 * 3 * 127 * 15 * 32 for q2_K),
+ * then times d D. ---- */
 
-float rl_dot8_q4_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n)
+float rl_dot8_q4_0(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
-	(void)xsum16;
 	const unsigned char *b = row;
+	const int8_t *xi = a->xi;
+	const float *bx = a->bx;
 	float acc = 0;
 	for (size_t i = 0; i < n; i += QK, b += Q4_0_BYTES, xi += QK, bx += 2) {
 		int32_t s = 0;
@@ -644,11 +648,11 @@ float rl_dot8_q4_0(const void *restrict row, const int8_t *restrict xi, const fl
 	return acc;
 }
 
-float rl_dot8_q8_0(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n)
+float rl_dot8_q8_0(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
-	(void)xsum16;
 	const unsigned char *b = row;
+	const int8_t *xi = a->xi;
+	const float *bx = a->bx;
 	float acc = 0;
 	for (size_t i = 0; i < n; i += QK, b += Q8_0_BYTES, xi += QK, bx += 2) {
 		int32_t s = 0;
@@ -659,14 +663,17 @@ float rl_dot8_q8_0(const void *restrict row, const int8_t *restrict xi, const fl
 	return acc;
 }
 
-float rl_dot8_q4_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n)
+float rl_dot8_q4_K(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
 	const unsigned char *b = row;
+	const int8_t *xi = a->xi;
+	const int16_t *xm = a->xm;
+	const float *xsum16 = a->xsum16;
 	float acc = 0;
-	for (size_t i = 0; i < n; i += QKK, b += Q4_K_BYTES, xi += QKK, bx += 16, xsum16 += 16) {
-		float d = load_f16(b), dmin = load_f16(b + 2), t = 0, mins = 0;
+	for (size_t i = 0; i < n; i += QKK, b += Q4_K_BYTES, xi += QKK, xm += 8, xsum16 += 16) {
+		float d = load_f16(b), dmin = load_f16(b + 2), mins = 0;
 		const unsigned char *q = b + 16;
+		int32_t t = 0;
 		for (int j = 0; j < 8; j += 2, q += 32) {
 			int sc1, m1, sc2, m2;
 			q4_K_scale_min(j, b + 4, &sc1, &m1);
@@ -676,36 +683,39 @@ float rl_dot8_q4_K(const void *restrict row, const int8_t *restrict xi, const fl
 				s1 += (q[l] & 15) * xi[32 * j + l];
 				s2 += (q[l] >> 4) * xi[32 * j + 32 + l];
 			}
-			t += bx[2 * j] * (float)(sc1 * s1) + bx[2 * j + 2] * (float)(sc2 * s2);
+			t += sc1 * xm[j] * s1 + sc2 * xm[j + 1] * s2;
 			mins += (float)m1 * (xsum16[2 * j] + xsum16[2 * j + 1]) +
 				(float)m2 * (xsum16[2 * j + 2] + xsum16[2 * j + 3]);
 		}
-		acc += d * t - dmin * mins;
+		acc += d * a->bx[i / QKK] * (float)t - dmin * mins;
 	}
 	return acc;
 }
 
-float rl_dot8_q2_K(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-		   const float *restrict xsum16, size_t n)
+float rl_dot8_q2_K(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
 	const unsigned char *b = row;
+	const int8_t *xi = a->xi;
+	const int16_t *xm = a->xm;
+	const float *xsum16 = a->xsum16;
 	float acc = 0;
 	for (size_t i = 0; i < n; i += QKK, b += Q2_K_BYTES, xsum16 += 16) {
-		float d = load_f16(b + 80), dmin = load_f16(b + 82), t = 0, mins = 0;
+		float d = load_f16(b + 80), dmin = load_f16(b + 82), mins = 0;
 		const unsigned char *q = b + 16;
+		int32_t t = 0;
 		for (int c = 0; c < QKK; c += 128, q += 32)
-			for (int s = 0; s < 8; s += 2, xi += 32, bx += 2) {
+			for (int s = 0; s < 8; s += 2, xi += 32, xm++) {
 				/* x block: weights 32*(s/2)..+31 of this 128, sub-blocks is and is + 1 */
 				int is = c / 16 + s, s1 = 0, s2 = 0;
 				for (int l = 0; l < 16; l++) {
 					s1 += ((q[l] >> s) & 3) * xi[l];
 					s2 += ((q[l + 16] >> s) & 3) * xi[l + 16];
 				}
-				t += bx[0] * (float)((b[is] & 15) * s1 + (b[is + 1] & 15) * s2);
+				t += ((b[is] & 15) * s1 + (b[is + 1] & 15) * s2) * xm[0];
 			}
 		for (int k = 0; k < 16; k++)
 			mins += (float)(b[k] >> 4) * xsum16[k];
-		acc += d * t - dmin * mins;
+		acc += d * a->bx[i / QKK] * (float)t - dmin * mins;
 	}
 	return acc;
 }
@@ -855,8 +865,9 @@ AVX2 float rl_dot_q2_K_avx2(const void *restrict row, const float *restrict x, c
 }
 /* ---- 8-bit activations with AVX2: maddubs multiplies unsigned weight bytes
  * by signed activation bytes into 16-bit pair sums (no overflow: at most
- * 2 * 15 * 127), madd widens them to 32 bits, times a 16-bit scale where the
- * format's scales are integers (q4_K, q2_K) or ones. ---- */
+ * 2 * 15 * 127), madd widens them to 32 bits, times a 16-bit multiplier: ones,
+ * or for q4_K and q2_K the sub-block's scale times the x block's m (at most
+ * 63 * 32). ---- */
 
 AVX2 static inline __m256i nibbles32(const unsigned char *q)
 {
@@ -865,11 +876,11 @@ AVX2 static inline __m256i nibbles32(const unsigned char *q)
 	return _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
 
-AVX2 float rl_dot8_q4_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			     const float *restrict xsum16, size_t n)
+AVX2 float rl_dot8_q4_0_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
-	(void)xsum16;
 	const unsigned char *b = row;
+	const int8_t *xi = a->xi;
+	const float *bx = a->bx;
 	const __m256i ones = _mm256_set1_epi16(1);
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
@@ -895,11 +906,11 @@ AVX2 float rl_dot8_q4_0_avx2(const void *restrict row, const int8_t *restrict xi
 	return hsum(_mm256_add_ps(acc0, acc1)) - 8.0f * _mm_cvtss_f32(_mm_movehdup_ps(m));
 }
 
-AVX2 float rl_dot8_q8_0_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			     const float *restrict xsum16, size_t n)
+AVX2 float rl_dot8_q8_0_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
-	(void)xsum16;
 	const unsigned char *b = row;
+	const int8_t *xi = a->xi;
+	const float *bx = a->bx;
 	const __m256i ones = _mm256_set1_epi16(1);
 	__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
 	size_t i = 0;
@@ -925,95 +936,99 @@ AVX2 float rl_dot8_q8_0_avx2(const void *restrict row, const int8_t *restrict xi
 }
 
 /* q4_K: each 32 bytes of nibbles are two sub-blocks of 32, low nibbles then
- * high; madd with the sub-block's 6-bit scale (an int16 broadcast by a byte
- * shuffle of the block's eight) applies it in integers. */
-AVX2 float rl_dot8_q4_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			     const float *restrict xsum16, size_t n)
+ * high; madd with the sub-block's 6-bit scale times the x block's m (an int16
+ * broadcast by a byte shuffle of the block's eight) applies both in integers,
+ * and the 256's sums stay int32 until one conversion. */
+AVX2 static inline __m256i q4_K_64(const unsigned char *q, const int8_t *xi, __m256i scs, __m256i pick_lo,
+				   __m256i pick_hi)
+{
+	const __m256i m4 = _mm256_set1_epi8(15);
+	__m256i raw = _mm256_loadu_si256((const __m256i *)q);
+	__m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+	return _mm256_add_epi32(
+		_mm256_madd_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xi)),
+				  _mm256_shuffle_epi8(scs, pick_lo)),
+		_mm256_madd_epi16(_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xi + 32))),
+				  _mm256_shuffle_epi8(scs, pick_hi)));
+}
+
+/* a byte shuffle broadcasting int16 k of each lane */
+#define PICK16(k) _mm256_set1_epi16((short)(0x0100 + 0x0202 * (k)))
+
+AVX2 float rl_dot8_q4_K_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
 	const unsigned char *b = row;
-	const __m256i m4 = _mm256_set1_epi8(15);
-	__m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
-	for (size_t i = 0; i < n; i += QKK, b += Q4_K_BYTES, xi += QKK, bx += 16, xsum16 += 16) {
+	const int8_t *xi = a->xi;
+	const int16_t *xm = a->xm;
+	const float *bx = a->bx, *xsum16 = a->xsum16;
+	__m256 acc = _mm256_setzero_ps();
+	for (size_t i = 0; i < n; i += QKK, b += Q4_K_BYTES, xi += QKK, xm += 8, bx++, xsum16 += 16) {
 		uint32_t u0 = (uint32_t)rl_load_i32(b + 4), u1 = (uint32_t)rl_load_i32(b + 8), u2 = (uint32_t)rl_load_i32(b + 12);
 		uint64_t sc = (uint64_t)(u0 & 0x3f3f3f3f) | (uint64_t)((u2 & 0x0f0f0f0f) | ((u0 >> 6) & 0x03030303) << 4) << 32;
 		uint64_t mn = (uint64_t)(u1 & 0x3f3f3f3f) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0f) | ((u1 >> 6) & 0x03030303) << 4)
 								   << 32;
-		__m256 dmin = _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b + 2)));
-		__m256 mins = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mn))));
+		__m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(rl_load_i32(b))); /* d, dmin */
+		/* the mins' share, dmin * sum over the eight of min * (sum of x over its 32) */
 		__m256 xs = _mm256_hadd_ps(_mm256_loadu_ps(xsum16), _mm256_loadu_ps(xsum16 + 8));
 		xs = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(xs), 0xd8));
-		macc = _mm256_fmadd_ps(mins, xs, macc);
-		/* the eight scales as int16, in both lanes */
-		__m256i scs = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+		__m256 mx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)mn))), xs);
+		acc = _mm256_fnmadd_ps(mx, _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc);
+		/* the eight scales times the eight m (at most 63 * 32), as int16 in both lanes */
+		__m256i scs = _mm256_broadcastsi128_si256(_mm_mullo_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)),
+									  _mm_loadu_si128((const __m128i *)xm)));
 		const unsigned char *q = b + 16;
-		__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
-		for (int j = 0; j < 8; j += 2, q += 32) {
-			__m256i raw = _mm256_loadu_si256((const __m256i *)q);
-			__m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-			__m256i s0 = _mm256_madd_epi16(
-				_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xi + 32 * j))),
-				_mm256_shuffle_epi8(scs, _mm256_set1_epi16((short)(0x0100 + 0x0202 * j))));
-			__m256i s1 = _mm256_madd_epi16(
-				_mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xi + 32 * j + 32))),
-				_mm256_shuffle_epi8(scs, _mm256_set1_epi16((short)(0x0100 + 0x0202 * (j + 1)))));
-			t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_broadcast_ss(bx + 2 * j), t0);
-			t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_broadcast_ss(bx + 2 * j + 2), t1);
-		}
-		acc = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b))), acc);
+		__m256i t0 = q4_K_64(q, xi, scs, PICK16(0), PICK16(1));
+		__m256i t1 = q4_K_64(q + 32, xi + 64, scs, PICK16(2), PICK16(3));
+		t0 = _mm256_add_epi32(t0, q4_K_64(q + 64, xi + 128, scs, PICK16(4), PICK16(5)));
+		t1 = _mm256_add_epi32(t1, q4_K_64(q + 96, xi + 192, scs, PICK16(6), PICK16(7)));
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(t0, t1)),
+				      _mm256_broadcastss_ps(_mm_mul_ss(dm, _mm_load_ss(bx))), acc);
 	}
-	return hsum(acc) - hsum(macc);
+	return hsum(acc);
 }
-
-/* byte shuffles picking int16 scale 2s for the low lane and 2s + 1 for the high one */
-static const unsigned char q2k_scale_pick[4][32] __attribute__((aligned(32))) = {
-#define PICK(s) { 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s,     \
-		  4 * s + 1, 4 * s, 4 * s + 1, 4 * s, 4 * s + 1, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, \
-		  4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3, 4 * s + 2, 4 * s + 3,   \
-		  4 * s + 2, 4 * s + 3 }
-	PICK(0), PICK(1), PICK(2), PICK(3)
-#undef PICK
-};
 
 /* q2_K: each 32 bytes hold 128 weights, 32s..32s+31 at bits 2s; a shift and a
  * mask give one x block's 32 weights, whose two sub-blocks of 16 fall in the
- * two lanes, so madd applies their 4-bit scales (int16, one per lane). */
-AVX2 float rl_dot8_q2_K_avx2(const void *restrict row, const int8_t *restrict xi, const float *restrict bx,
-			     const float *restrict xsum16, size_t n)
+ * two lanes. The scales are laid out to match without crossing lanes: int16 k
+ * of the low lane is sub-block 2k's 4-bit scale, of the high lane 2k + 1's,
+ * both times m of x block k, so one byte shuffle per x block broadcasts what
+ * madd applies; the 256's sums stay int32 until one conversion. */
+AVX2 float rl_dot8_q2_K_avx2(const void *restrict row, const rl_act8 *restrict a, size_t n)
 {
 	const unsigned char *b = row;
-	const __m256i m2 = _mm256_set1_epi8(3);
-	__m256 acc = _mm256_setzero_ps(), macc = _mm256_setzero_ps();
-	for (size_t i = 0; i < n; i += QKK, b += Q2_K_BYTES, xsum16 += 16) {
-		__m256 dmin = _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b + 82)));
-		__m256i s0 = u8x8(b), s1 = u8x8(b + 8);
-		macc = _mm256_fmadd_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_srli_epi32(s0, 4))),
-				       _mm256_loadu_ps(xsum16), macc);
-		macc = _mm256_fmadd_ps(_mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_srli_epi32(s1, 4))),
-				       _mm256_loadu_ps(xsum16 + 8), macc);
-		/* the 16 scales as int16: 0-7 in the low lane, 8-15 in the high one */
-		__m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_loadu_si128((const __m128i *)b), _mm_set1_epi8(15)));
-		/* each chunk's eight scales in both lanes */
-		const __m256i chunk_scales[2] = { _mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xee) };
-		const unsigned char *q = b + 16;
-		__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
-		for (int c = 0; c < 2; c++, q += 32) {
-			__m256i scs = chunk_scales[c];
-			__m256i raw = _mm256_loadu_si256((const __m256i *)q);
-			for (int s = 0; s < 4; s++, xi += 32, bx += 2) {
-				__m256i v = _mm256_and_si256(_mm256_srli_epi16(raw, 2 * s), m2);
-				/* low lane: sub-block 2s's scale, high lane: 2s + 1's */
-				__m256i sel = _mm256_loadu_si256((const __m256i *)q2k_scale_pick[s]);
-				__m256i p = _mm256_madd_epi16(
-					_mm256_maddubs_epi16(v, _mm256_loadu_si256((const __m256i *)xi)),
-					_mm256_shuffle_epi8(scs, sel));
-				if (s & 1)
-					t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(bx), t1);
-				else
-					t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(bx), t0);
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), _mm256_set1_ps(_cvtsh_ss(rl_load_u16(b + 80))), acc);
+	const int8_t *xi = a->xi;
+	const int16_t *xm = a->xm;
+	const float *bx = a->bx, *xsum16 = a->xsum16;
+	const __m256i m2 = _mm256_set1_epi8(3), m15 = _mm256_set1_epi16(15);
+	const __m256i odd = _mm256_setr_epi32(0, 0, 0, 0, 8, 8, 8, 8);
+	__m256 acc = _mm256_setzero_ps();
+	for (size_t i = 0; i < n; i += QKK, b += Q2_K_BYTES, xi += QKK, xm += 8, bx++, xsum16 += 16) {
+		__m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(rl_load_i32(b + 80))); /* d, dmin */
+		/* the mins' share, dmin * sum over the sixteen of min * (sum of x over its 16) */
+		__m256 mx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u8x8(b), 4)), _mm256_loadu_ps(xsum16));
+		mx = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(u8x8(b + 8), 4)), _mm256_loadu_ps(xsum16 + 8), mx);
+		acc = _mm256_fnmadd_ps(mx, _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc);
+		/* the 16 bytes in both lanes as 32-bit words; the high lane's shifted by 8,
+		 * each int16 then holds sub-block 2k's byte (low lane) or 2k + 1's (high) */
+		__m256i scs = _mm256_and_si256(
+			_mm256_srlv_epi32(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b)), odd), m15);
+		scs = _mm256_mullo_epi16(scs, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)xm)));
+		const __m256i raw0 = _mm256_loadu_si256((const __m256i *)(b + 16));
+		const __m256i raw1 = _mm256_loadu_si256((const __m256i *)(b + 48));
+		/* x block 4C + S: weights 128 C + 32 S.. (chunk C at bits 2S) times their xi */
+#define Q2_K_32(C, S)                                                                                        \
+	_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw##C, 2 * S), m2),           \
+					       _mm256_loadu_si256((const __m256i *)(xi + 128 * C + 32 * S))),     \
+			  _mm256_shuffle_epi8(scs, PICK16(4 * C + S)))
+		__m256i t0 = _mm256_add_epi32(Q2_K_32(0, 0), Q2_K_32(0, 1));
+		__m256i t1 = _mm256_add_epi32(Q2_K_32(0, 2), Q2_K_32(0, 3));
+		t0 = _mm256_add_epi32(t0, _mm256_add_epi32(Q2_K_32(1, 0), Q2_K_32(1, 1)));
+		t1 = _mm256_add_epi32(t1, _mm256_add_epi32(Q2_K_32(1, 2), Q2_K_32(1, 3)));
+#undef Q2_K_32
+		acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(t0, t1)),
+				      _mm256_broadcastss_ps(_mm_mul_ss(dm, _mm_load_ss(bx))), acc);
 	}
-	return hsum(acc) - hsum(macc);
+	return hsum(acc);
 }
+#undef PICK16
 #endif

@@ -46,16 +46,24 @@ int rl_quantize_tensor(const rl_tensor *t, rl_dtype dt, rl_quant_method m, const
 /* The activations the fused kernels multiply: f32, exact (the default: what
  * distill trains against), or rounded to 8 bits, an option for faster decode:
  * each block of 32 elements of x (counted from the row's start; the last may be
- * shorter) becomes dx * xi with dx = max|x| / 127 and xi = x / dx rounded to
- * nearest even, and the weights' q multiply xi in integers. The offset of a
- * format with mins (a group's min; q4_K's and q2_K's mins) still multiplies the
- * exact sum of x; q4_0 is d * sum (q - 8) * dx * xi as in ggml. */
+ * shorter) becomes dx * xi with xi = x / dx rounded to nearest even, and the
+ * weights' q multiply xi in integers. For the group formats, q4_0 and q8_0,
+ * dx = max|x| / 127 over the block. For q4_K and q2_K, dx = D * m so that
+ * their kernels can sum integers over a whole 256-block: per 256 elements,
+ * with amax its max|x|, D = amax / 4064 (127 * 32) and s = 32 / amax; per
+ * block of 32, with a its max|x|, m = min(32, max(1, ceil(a * s))) and
+ * xi = rint(x * (s * (127 / m))), all in floats. So |xi| <= 127 and each
+ * block's step is at least a / 127 (its own max's) and less than a / 127 + D.
+ * The offset of a format with mins (a group's min; q4_K's and q2_K's mins)
+ * still multiplies the exact sum of x; q4_0 is d * sum (q - 8) * dx * xi as in
+ * ggml. A block (q4_K, q2_K: a 256) holding a non-finite value makes the
+ * outputs it meets NaN. */
 typedef enum { RL_ACT_F32, RL_ACT_INT8 } rl_act;
 
 /* y (OC) = W (OC rows of IC in group format dt, or a ggml block format whose
  * blocks IC fills) . x, straight from the packed weights: AVX2+FMA when the CPU
  * has it, else portable code; rows on the worker pool. scratch holds
- * IC + IC/16 + 1 floats. -1 when dt has no fused kernel (rl_dtype_fused). */
+ * rl_qgemv_scratch(IC, 1) floats. -1 when dt has no fused kernel (rl_dtype_fused). */
 int rl_qgemv(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *scratch);
 /* N vectors at once (rows of X and Y, strides ldx and ldy), each output bit for
  * bit what rl_qgemv gives for that vector alone. scratch holds

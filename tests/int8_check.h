@@ -1,8 +1,10 @@
 /* int8_check.h: the checks of the 8-bit-activation kernels (quant.h,
  * RL_ACT_INT8) that test_quant (group formats) and test_gguf_quant (ggml's)
  * share. The bound is derived here from the definition, not from the kernels:
- * each block of 32 activations is rounded to dx * xi with dx = max|x| / 127,
- * so |x - dx xi| <= dx / 2; only the weights' q part (w minus the format's
+ * each block of 32 activations is rounded to dx * xi, so |x - dx xi| <= dx / 2,
+ * with dx = max|x| / 127 over the block, or for q4_K and q2_K (act8_block 256)
+ * D m with D = max|x| over the 256 / (127 * 32) and m = ceil(32 max_b / max_256)
+ * in 1..32 (max_b the block's); only the weights' q part (w minus the format's
  * offset, which multiplies the exact x) meets that error. */
 #ifndef INT8_CHECK_H
 #define INT8_CHECK_H
@@ -40,6 +42,28 @@ static inline unsigned char *int8_q_part(rl_dtype dt, int OC, int IC, const unsi
 	return c;
 }
 
+/* Each block of 32's step dx (an upper bound for act8_block 256, where m is
+ * taken as floor(32 max_b / max_256) + 1: the definition's ceiling computed in
+ * floats can only be smaller) */
+static inline void int8_steps(rl_dtype dt, const float *x, int IC, double *dx)
+{
+	for (int b0 = 0; b0 < IC; b0 += 32) {
+		double m = 0;
+		for (int i = b0; i < IC && i < b0 + 32; i++)
+			m = fabs(x[i]) > m ? fabs(x[i]) : m;
+		dx[b0 / 32] = m / 127;
+	}
+	if (rl_dtypes[dt].act8_block != 256)
+		return;
+	for (int s0 = 0; s0 + 256 <= IC; s0 += 256) {
+		double amax = 0;
+		for (int b = s0 / 32; b < s0 / 32 + 8; b++)
+			amax = dx[b] > amax ? dx[b] : amax; /* max_256 / 127 */
+		for (int b = s0 / 32; b < s0 / 32 + 8 && amax > 0; b++)
+			dx[b] = amax / 32 * fmin(32, floor(32 * dx[b] / amax) + 1);
+	}
+}
+
 /* The worst over rows of |y8 - exact| / bound, where exact is the dot of the
  * dequantized weights with x in double and bound is
  *   sum_i |a_i| (0.5 + 1e-4) dx_b(i) + 2e-6 sum_i (|w_i| + |a_i|) |x_i|
@@ -52,12 +76,7 @@ static inline double int8_worst(rl_dtype dt, int OC, int IC, const unsigned char
 	unsigned char *A = int8_q_part(dt, OC, IC, W);
 	float *w = malloc((size_t)IC * 4), *a = malloc((size_t)IC * 4);
 	double *dx = malloc(((size_t)IC / 32 + 1) * sizeof(double)), worst = 0;
-	for (int b0 = 0; b0 < IC; b0 += 32) {
-		double m = 0;
-		for (int i = b0; i < IC && i < b0 + 32; i++)
-			m = fabs(x[i]) > m ? fabs(x[i]) : m;
-		dx[b0 / 32] = m / 127;
-	}
+	int8_steps(dt, x, IC, dx);
 	for (int r = 0; r < OC; r++) {
 		rl_dtypes[dt].to_float(W + (size_t)r * rb, w, (size_t)IC);
 		rl_dtypes[dt].to_float(A + (size_t)r * rb, a, (size_t)IC);

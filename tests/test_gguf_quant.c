@@ -266,6 +266,94 @@ static void test_dot8(void)
 	int8_check("gguf_dot8", gguf, NGGUF, ics, 3, 29, fill_gguf_row, nrand);
 }
 
+/* q4_K's and q2_K's 8-bit activations against a scalar product written from
+ * the definition (quant.h): per 256, amax = max|x|, s = 32 / amax; per 32,
+ * m = min(32, max(1, ceil(max_b * s))), xi = rint(x * (s * (127 / m))), and x
+ * stands for (amax / 4064) m xi where it meets the weights' q part (the
+ * offsets multiply the exact x). Rows of three 256s whose scales differ (one
+ * 32 a thousand times the rest, one all zero, one a single value, one 256 a
+ * thousandth of the others), both kernels, to 2e-6 of the terms' magnitudes:
+ * one xi off by one is about 1e-4 of them. Then a NaN in the last 256 makes
+ * every output NaN. */
+static void test_dot8_definition(void)
+{
+	enum { IC = 768, OC = 29 };
+	static const rl_dtype kq[] = { RL_Q4_K, RL_Q2_K };
+	double worst[2] = { 0, 0 };
+	char where[2][160] = { "", "" };
+	int nan_ok = 1, in_range = 1;
+	float *w = malloc(IC * 4), *a = malloc(IC * 4), *x = malloc(IC * 4), *y = malloc(OC * 4);
+	double *xh = malloc(IC * sizeof(double));
+	float *scratch = malloc(rl_qgemv_scratch(IC, 1) * 4);
+	for (int d = 0; d < 2; d++) {
+		rl_dtype dt = kq[d];
+		size_t rb = rl_row_bytes(dt, IC);
+		unsigned char *W = malloc(OC * rb);
+		for (int r = 0; r < OC; r++) {
+			fill_gguf_row(dt, IC, r, w);
+			rl_dtypes[dt].from_float(w, W + r * rb, IC);
+		}
+		unsigned char *A = int8_q_part(dt, OC, IC, W);
+		int8_test_vector(x, IC, nrand);
+		for (int i = 512; i < IC; i++)
+			x[i] *= 1e-3f;
+		for (int s0 = 0; s0 < IC; s0 += 256) {
+			float amax = 0, bmax[8] = { 0 };
+			for (int i = s0; i < s0 + 256; i++) {
+				bmax[(i - s0) / 32] = fmaxf(bmax[(i - s0) / 32], fabsf(x[i]));
+				amax = fmaxf(amax, fabsf(x[i]));
+			}
+			float s = 32.0f / amax, D = amax / 4064.0f;
+			for (int i = s0; i < s0 + 256; i++) {
+				float c = ceilf(bmax[(i - s0) / 32] * s);
+				int m = c < 1 ? 1 : c > 32 ? 32 : (int)c;
+				float xi = rintf(x[i] * (s * (127.0f / (float)m)));
+				in_range = in_range && fabsf(xi) <= 127;
+				xh[i] = (double)D * m * xi;
+			}
+		}
+		for (int impl = 0; impl < 2; impl++) {
+			rl_qgemv_select(impl);
+			rl_qgemm_rows_act(dt, OC, IC, W, 1, x, IC, y, OC, scratch, RL_ACT_INT8);
+			for (int r = 0; r < OC; r++) {
+				rl_dtypes[dt].to_float(W + r * rb, w, IC);
+				rl_dtypes[dt].to_float(A + r * rb, a, IC);
+				double ref = 0, mag = 0;
+				for (int i = 0; i < IC; i++) {
+					ref += a[i] * xh[i] + ((double)w[i] - a[i]) * x[i];
+					mag += fabs(a[i] * xh[i]) + fabs(((double)w[i] - a[i]) * x[i]);
+				}
+				double e = fabs(y[r] - ref) / (2e-6 * mag + 1e-30);
+				if (!(e <= worst[impl])) {
+					worst[impl] = isnan(e) ? INFINITY : e;
+					snprintf(where[impl], sizeof where[impl], "%s, row %d: %.8g vs %.8g", rl_dtypes[dt].name, r,
+						 y[r], ref);
+				}
+			}
+			float keep = x[700];
+			x[700] = NAN;
+			rl_qgemm_rows_act(dt, OC, IC, W, 1, x, IC, y, OC, scratch, RL_ACT_INT8);
+			for (int r = 0; r < OC; r++)
+				nan_ok = nan_ok && isnan(y[r]);
+			x[700] = keep;
+		}
+		free(A);
+		free(W);
+	}
+	rl_qgemv_select(-1);
+	CHECK(worst[0] <= 1, "gguf_dot8_portable_matches_definition", "error %.3g of 2e-6 x the terms at %s", worst[0],
+	      where[0]);
+	CHECK(worst[1] <= 1, "gguf_dot8_avx2_matches_definition", "error %.3g of 2e-6 x the terms at %s", worst[1], where[1]);
+	CHECK(in_range, "gguf_dot8_definition_in_range", "an xi of the definition beyond 127");
+	CHECK(nan_ok, "gguf_dot8_nan_in_a_later_256", "an output of a row whose third 256 holds a NaN is not NaN");
+	free(w);
+	free(a);
+	free(x);
+	free(y);
+	free(xh);
+	free(scratch);
+}
+
 static void test_errors(void)
 {
 	enum { R = 4, C = 256 };
@@ -339,6 +427,7 @@ int main(void)
 	test_fixture();
 	test_dot();
 	test_dot8();
+	test_dot8_definition();
 	test_errors();
 	test_policy();
 	return t_done();
