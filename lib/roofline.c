@@ -205,6 +205,25 @@ double rl_hw_rate(const rl_hw *hw, int dt, int ic)
 	return best ? best->rate : 0;
 }
 
+/* Measures dt at rows of ic unless hw has that pair already. */
+static int add_rate(rl_hw *hw, int dt, int ic, size_t bytes)
+{
+	for (int j = 0; j < hw->nrates; j++)
+		if (hw->rates[j].dt == dt && hw->rates[j].ic == ic)
+			return 0;
+	if (hw->nrates == RL_HW_RATES) {
+		rl_seterr("kernel rates: more than %d formats and row lengths", RL_HW_RATES);
+		return -1;
+	}
+	rl_kernel_rate *r = &hw->rates[hw->nrates];
+	if ((r->rate = kernel_rate((rl_dtype)dt, ic, bytes)) <= 0)
+		return -1;
+	r->dt = dt;
+	r->ic = ic;
+	hw->nrates++;
+	return 0;
+}
+
 int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const rl_roofline_weights *const *w, int nw)
 {
 	memset(hw, 0, sizeof *hw);
@@ -220,28 +239,13 @@ int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const rl_roofline_
 	hw->bw1 = bw1 * 1e9;
 	hw->flops = gf * 1e9;
 	hw->call = call_overhead(threads);
+	/* the embedding's rows are read, not multiplied */
 	for (int i = 0; i < nw; i++)
 		for (int k = 0; k < RL_RC_N; k++)
-			for (int dt = 0; dt < RL_NDTYPES; dt++) {
-				int ic = w[i]->row_len[k][dt];
-				if (k == RL_RC_EMBD || ic <= 0)
-					continue;
-				int seen = 0;
-				for (int j = 0; j < hw->nrates && !seen; j++)
-					seen = hw->rates[j].dt == dt && hw->rates[j].ic == ic;
-				if (seen)
-					continue;
-				if (hw->nrates == RL_HW_RATES) {
-					rl_seterr("kernel rates: more than %d formats and row lengths", RL_HW_RATES);
+			for (int dt = 0; dt < RL_NDTYPES; dt++)
+				if (k != RL_RC_EMBD && w[i]->row_len[k][dt] > 0 &&
+				    add_rate(hw, dt, w[i]->row_len[k][dt], bytes / 2))
 					return -1;
-				}
-				rl_kernel_rate *r = &hw->rates[hw->nrates];
-				if ((r->rate = kernel_rate((rl_dtype)dt, ic, bytes / 2)) <= 0)
-					return -1;
-				r->dt = dt;
-				r->ic = ic;
-				hw->nrates++;
-			}
 	return 0;
 }
 
@@ -266,6 +270,13 @@ static int class_of(const char *name)
 	if (!strncmp(k, "ffn_down.", 9))
 		return RL_RC_DOWN;
 	return -1;
+}
+
+/* a class's longest row in format dt */
+static void note_row(rl_roofline_weights *w, int k, rl_dtype dt, uint64_t cols)
+{
+	if ((int)cols > w->row_len[k][dt])
+		w->row_len[k][dt] = (int)cols;
 }
 
 int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int kv_bytes, rl_roofline_weights *w)
@@ -309,23 +320,21 @@ int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int k
 				w->weights[RL_RC_OUTPUT][dt] += n;
 				w->bytes[RL_RC_OUTPUT][dt] += bytes;
 				w->calls[RL_RC_OUTPUT]++;
-				if ((int)cols > w->row_len[RL_RC_OUTPUT][dt])
-					w->row_len[RL_RC_OUTPUT][dt] = (int)cols;
+				note_row(w, RL_RC_OUTPUT, dt, cols);
 			}
 			continue;
 		}
 		w->weights[k][dt] += n;
 		w->bytes[k][dt] += bytes;
-		if (t->ndim == 2 && (int)cols > w->row_len[k][dt])
-			w->row_len[k][dt] = (int)cols;
-		if (t->ndim == 2)
+		if (t->ndim == 2) {
 			w->calls[k]++;
+			note_row(w, k, dt, cols);
+		}
 		int qbits = rl_dtypes[dt].qbits;
 		if (lora_rank > 0 && t->ndim == 2 && k != RL_RC_OUTPUT && qbits > 0 && qbits < 4) {
 			double a = (double)lora_rank * ((double)rows + (double)cols);
 			w->weights[RL_RC_LORA][RL_F32] += a;
-			if ((int)cols > w->row_len[RL_RC_LORA][RL_F32])
-				w->row_len[RL_RC_LORA][RL_F32] = (int)cols;
+			note_row(w, RL_RC_LORA, RL_F32, cols);
 			w->bytes[RL_RC_LORA][RL_F32] += 4 * a;
 			w->calls[RL_RC_LORA] += 2;
 		}
