@@ -7,16 +7,24 @@
 #include "fuzz.h"
 #include "tokenizer.h"
 
+static char dir[64], path[128];
+
+/* the directory goes when the process ends normally */
+static void cleanup(void)
+{
+	unlink(path);
+	rmdir(dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char dir[64];
-	char path[128];
 	if (!dir[0]) {
 		snprintf(dir, sizeof dir, "/tmp/fuzztok.XXXXXX");
 		if (!mkdtemp(dir))
 			return 0;
+		snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+		atexit(cleanup);
 	}
-	snprintf(path, sizeof path, "%s/tokenizer.json", dir);
 	FILE *f = fopen(path, "wb");
 	if (!f)
 		return 0;

@@ -352,7 +352,7 @@ int main(void)
 	rl_model_free(&ma);
 	rl_model_free(&mm);
 	rl_model_free(&plain);
-	const char *names[] = { "q.msgpack", "a.msgpack", "bad.msgpack", "f.msgpack", "x+y" };
+	const char *names[] = { "q.msgpack", "a.msgpack", "bad.msgpack", "f.msgpack", "requant.msgpack", "x+y" };
 	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
 		unlink(tmp(names[i]));
 	rmdir(tmpdir);
