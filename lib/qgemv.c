@@ -659,35 +659,48 @@ AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pai
 						_mm_cvtss_f32(_mm_movehdup_ps(m_)) + (TAIL);           \
 	} while (0)
 
+/* One row r of the product with vector v (vn its index), f32 activations */
+#define ROW_F32(BITS)                                                                                  \
+	do {                                                                                           \
+		const unsigned char *p = j->W + (size_t)r * j->row_bytes;                              \
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                         \
+		__m256 acc0b = _mm256_setzero_ps(), acc1b = _mm256_setzero_ps();                       \
+		__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                                   \
+		int gi = 0;                                                                            \
+		for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                         \
+			GROUP_F32(BITS, p, gi, acc0, m0);                                              \
+			GROUP_F32(BITS, p + gb, gi + 1, acc1, m1);                                     \
+		}                                                                                      \
+		if (gi < full) {                                                                       \
+			GROUP_F32(BITS, p, gi, acc0, m0);                                              \
+			p += gb;                                                                       \
+		}                                                                                      \
+		float tail = 0;                                                                        \
+		if (full * G < IC) {                                                                   \
+			float mn = _cvtsh_ss(rl_load_u16(p + 2));                                      \
+			tail = mn * v.xsum[full] +                                                     \
+			       other_group(j, &v, p, full * G, full, IC - full * G, mn);               \
+		}                                                                                      \
+		ROW_END(_mm256_add_ps(acc0, acc0b), _mm256_add_ps(acc1, acc1b), m0, m1, tail);         \
+	} while (0)
+
 #define KERNEL_F32(BITS)                                                                               \
 	AVX2 static void rows_avx2_##BITS(const qjob *j, int64_t r0, int64_t r1)                       \
 	{                                                                                              \
 		const int IC = j->IC, G = j->group, full = IC / G;                                     \
 		const size_t gb = 4 + (size_t)G * BITS / 8;                                            \
 		CONSTS;                                                                                \
+		if (j->N == 1) { /* decode: one vector's preparation for every row */                  \
+			const qvec v = vec_of(j, 0);                                                   \
+			const int vn = 0;                                                              \
+			for (int64_t r = r0; r < r1; r++)                                              \
+				ROW_F32(BITS);                                                         \
+			return;                                                                        \
+		}                                                                                      \
 		for (int64_t r = r0; r < r1; r++)                                                      \
 			for (int vn = 0; vn < j->N; vn++) {                                            \
 				const qvec v = vec_of(j, vn);                                          \
-				const unsigned char *p = j->W + (size_t)r * j->row_bytes;              \
-				__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();         \
-				__m256 acc0b = _mm256_setzero_ps(), acc1b = _mm256_setzero_ps();       \
-				__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                   \
-				int gi = 0;                                                            \
-				for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                         \
-					GROUP_F32(BITS, p, gi, acc0, m0);                              \
-					GROUP_F32(BITS, p + gb, gi + 1, acc1, m1);                     \
-				}                                                                      \
-				if (gi < full) {                                                       \
-					GROUP_F32(BITS, p, gi, acc0, m0);                              \
-					p += gb;                                                       \
-				}                                                                      \
-				float tail = 0;                                                        \
-				if (full * G < IC) {                                                   \
-					float mn = _cvtsh_ss(rl_load_u16(p + 2));                      \
-					tail = mn * v.xsum[full] +                                     \
-					       other_group(j, &v, p, full * G, full, IC - full * G, mn); \
-				}                                                                      \
-				ROW_END(_mm256_add_ps(acc0, acc0b), _mm256_add_ps(acc1, acc1b), m0, m1, tail); \
+				ROW_F32(BITS);                                                         \
 			}                                                                              \
 	}
 KERNEL_F32(2)
@@ -717,6 +730,14 @@ KERNEL_F32(8)
 		}                                                                                      \
 	} while (0)
 
+/* The sum of a's odd lanes, in lane 1 of the result (where ROW_END reads the
+ * mins' share) */
+AVX2 static inline __m128 odd_sum(__m256 a)
+{
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	return _mm_add_ps(h, _mm_movehl_ps(h, h));
+}
+
 /* A 32-group: dx folds into its scale ({dx scale, min sum x}) */
 #define GROUP32_8(BITS, P, GI, ACC, M)                                                                 \
 	do {                                                                                           \
@@ -725,6 +746,28 @@ KERNEL_F32(8)
 		__m128 f_ = group_factors(P, v.gx + 2 * (size_t)(GI));                                 \
 		ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s_), _mm256_broadcastss_ps(f_), ACC);         \
 		M = _mm_add_ps(M, f_);                                                                 \
+	} while (0)
+
+/* Four 32-groups at once: their eight 32-bit sums each reduced to two by
+ * two rounds of hadd (h = {A, B, C, D} per 128-bit lane, A the first group's
+ * half-sums), one conversion and one fma against {dx scale} of the four, the
+ * four headers converted by one vcvtph2ps against their four pairs {dx, sum
+ * x} (the pairs lie side by side), whose odd lanes, min sum x, add into MACC.
+ * Per 32 weights that leaves the integer work and a quarter of the rest. */
+#define GROUPS4_8(BITS, P, GI, ACC, MACC)                                                              \
+	do {                                                                                           \
+		__m256i s0_, s1_, s2_, s3_;                                                            \
+		const size_t e_ = 32 * (size_t)(GI);                                                   \
+		CHUNK8(BITS, (P) + 4, v.xi + e_, v.x16 + e_, s0_);                                     \
+		CHUNK8(BITS, (P) + gb + 4, v.xi + e_ + 32, v.x16 + e_ + 32, s1_);                      \
+		CHUNK8(BITS, (P) + 2 * gb + 4, v.xi + e_ + 64, v.x16 + e_ + 64, s2_);                  \
+		CHUNK8(BITS, (P) + 3 * gb + 4, v.xi + e_ + 96, v.x16 + e_ + 96, s3_);                  \
+		__m256i h_ = _mm256_hadd_epi32(_mm256_hadd_epi32(s0_, s1_), _mm256_hadd_epi32(s2_, s3_)); \
+		__m128i hd_ = _mm_setr_epi32(rl_load_i32(P), rl_load_i32((P) + gb), rl_load_i32((P) + 2 * gb), \
+					     rl_load_i32((P) + 3 * gb));                               \
+		__m256 f_ = _mm256_mul_ps(_mm256_cvtph_ps(hd_), _mm256_loadu_ps(v.gx + 2 * (size_t)(GI))); \
+		MACC = _mm256_add_ps(MACC, f_);                                                        \
+		ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h_), _mm256_permutevar8x32_ps(f_, even4), ACC); \
 	} while (0)
 
 /* A group of 32k, k >= 2: each block's sum times its dx, then the scale */
@@ -745,6 +788,41 @@ KERNEL_F32(8)
 		M = _mm_add_ps(M, f_);                                                                 \
 	} while (0)
 
+/* One row r of the product with vector v (vn its index) */
+#define ROW8(BITS)                                                                                     \
+	do {                                                                                           \
+		const unsigned char *p = j->W + (size_t)r * j->row_bytes;                              \
+		__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                         \
+		__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                                   \
+		int gi = 0;                                                                            \
+		if (G == 32) {                                                                         \
+			__m256 acc4 = _mm256_setzero_ps(), macc = _mm256_setzero_ps();                 \
+			for (; gi + 4 <= full; gi += 4, p += 4 * gb)                                   \
+				GROUPS4_8(BITS, p, gi, acc4, macc);                                    \
+			acc1 = _mm256_add_ps(acc1, acc4);                                              \
+			m1 = _mm_add_ps(m1, odd_sum(macc));                                            \
+			for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                 \
+				GROUP32_8(BITS, p, gi, acc0, m0);                                      \
+				GROUP32_8(BITS, p + gb, gi + 1, acc1, m1);                             \
+			}                                                                              \
+			if (gi < full) {                                                               \
+				GROUP32_8(BITS, p, gi, acc0, m0);                                      \
+				gi++, p += gb;                                                         \
+			}                                                                              \
+		} else {                                                                               \
+			for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                 \
+				GROUP_8(BITS, p, gi, acc0, m0);                                        \
+				GROUP_8(BITS, p + gb, gi + 1, acc1, m1);                               \
+			}                                                                              \
+			if (gi < full) {                                                               \
+				GROUP_8(BITS, p, gi, acc0, m0);                                        \
+				gi++, p += gb;                                                         \
+			}                                                                              \
+		}                                                                                      \
+		float tail = full * G < IC ? group_dot8(&v, p, BITS, full * G, full, IC - full * G) : 0; \
+		ROW_END(acc0, acc1, m0, m1, tail);                                                     \
+	} while (0)
+
 #define KERNEL_INT8(BITS)                                                                              \
 	AVX2 static void rows8_avx2_##BITS(const qjob *j, int64_t r0, int64_t r1)                      \
 	{                                                                                              \
@@ -753,35 +831,19 @@ KERNEL_F32(8)
 		const __m256i ones = _mm256_set1_epi16(1);                                             \
 		const __m256i sh8 = BITS == 4 ? _mm256_setr_epi64x(0, 0, 4, 4) : _mm256_setr_epi64x(0, 2, 4, 6); \
 		const __m256i mask8 = _mm256_set1_epi8(BITS == 4 ? 15 : 3);                            \
-		(void)ones, (void)sh8, (void)mask8;                                                    \
+		const __m256i even4 = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);                       \
+		(void)ones, (void)sh8, (void)mask8, (void)even4;                                       \
+		if (j->N == 1) { /* decode: one vector's preparation for every row */                  \
+			const qvec v = vec_of(j, 0);                                                   \
+			const int vn = 0;                                                              \
+			for (int64_t r = r0; r < r1; r++)                                              \
+				ROW8(BITS);                                                            \
+			return;                                                                        \
+		}                                                                                      \
 		for (int64_t r = r0; r < r1; r++)                                                      \
 			for (int vn = 0; vn < j->N; vn++) {                                            \
 				const qvec v = vec_of(j, vn);                                          \
-				const unsigned char *p = j->W + (size_t)r * j->row_bytes;              \
-				__m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();         \
-				__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                   \
-				int gi = 0;                                                            \
-				if (G == 32) {                                                         \
-					for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                 \
-						GROUP32_8(BITS, p, gi, acc0, m0);                      \
-						GROUP32_8(BITS, p + gb, gi + 1, acc1, m1);             \
-					}                                                              \
-					if (gi < full) {                                               \
-						GROUP32_8(BITS, p, gi, acc0, m0);                      \
-						gi++, p += gb;                                         \
-					}                                                              \
-				} else {                                                               \
-					for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                 \
-						GROUP_8(BITS, p, gi, acc0, m0);                        \
-						GROUP_8(BITS, p + gb, gi + 1, acc1, m1);               \
-					}                                                              \
-					if (gi < full) {                                               \
-						GROUP_8(BITS, p, gi, acc0, m0);                        \
-						gi++, p += gb;                                         \
-					}                                                              \
-				}                                                                      \
-				float tail = full * G < IC ? group_dot8(&v, p, BITS, full * G, full, IC - full * G) : 0; \
-				ROW_END(acc0, acc1, m0, m1, tail);                                     \
+				ROW8(BITS);                                                            \
 			}                                                                              \
 	}
 KERNEL_INT8(2)
