@@ -650,6 +650,37 @@ AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pai
 		M = _mm_add_ps(M, f_);                                                                 \
 	} while (0)
 
+/* The sum of a's odd lanes, in lane 1 of the result (where ROW_END reads the
+ * mins' share) */
+AVX2 static inline __m128 odd_sum(__m256 a)
+{
+	__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+	return _mm_add_ps(h, _mm_movehl_ps(h, h));
+}
+
+/* Four 32-groups of 2 bits (f32): each group's two sums added, the four headers
+ * converted by one vcvtph2ps against their pairs {1, sum x} (the pairs lie
+ * side by side), each group's scale taken from that vector by a permute; the
+ * mins' shares (odd lanes) add into MACC. */
+#define GROUPS4_F32(BITS, P, GI, ACC, MACC)                                                            \
+	do {                                                                                           \
+		const float *xc_ = (BITS == 4 ? v.xp : v.x) + (size_t)(GI) * 32;                       \
+		__m256 u_[4];                                                                          \
+		for (int g_ = 0; g_ < 4; g_++) {                                                       \
+			__m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();                     \
+			CHUNK(BITS, (P) + g_ * gb + 4, xc_ + 32 * g_, t0, t1, t0, t1);                  \
+			u_[g_] = _mm256_add_ps(t0, t1);                                                \
+		}                                                                                      \
+		__m128i hd_ = _mm_setr_epi32(rl_load_i32(P), rl_load_i32((P) + gb), rl_load_i32((P) + 2 * gb), \
+					     rl_load_i32((P) + 3 * gb));                               \
+		__m256 f_ = _mm256_mul_ps(_mm256_cvtph_ps(hd_), _mm256_loadu_ps(v.gx + 2 * (size_t)(GI))); \
+		MACC = _mm256_add_ps(MACC, f_);                                                        \
+		ACC = _mm256_fmadd_ps(u_[0], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(0)), ACC); \
+		ACC##b = _mm256_fmadd_ps(u_[1], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(2)), ACC##b); \
+		ACC = _mm256_fmadd_ps(u_[2], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(4)), ACC); \
+		ACC##b = _mm256_fmadd_ps(u_[3], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(6)), ACC##b); \
+	} while (0)
+
 /* The tail of a row after its whole groups (the kernels take whole groups of
  * 32k weights only) through the portable code, and the row's sum. */
 #define ROW_END(ACC0, ACC1, M0, M1, TAIL)                                                              \
@@ -667,6 +698,12 @@ AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pai
 		__m256 acc0b = _mm256_setzero_ps(), acc1b = _mm256_setzero_ps();                       \
 		__m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();                                   \
 		int gi = 0;                                                                            \
+		if (BITS == 2 && G == 32) { /* (4 bits gained nothing measurable) */                    \
+			__m256 macc = _mm256_setzero_ps();                                             \
+			for (; gi + 4 <= full; gi += 4, p += 4 * gb)                                   \
+				GROUPS4_F32(BITS, p, gi, acc1, macc);                                  \
+			m1 = _mm_add_ps(m1, odd_sum(macc));                                            \
+		}                                                                                      \
 		for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                         \
 			GROUP_F32(BITS, p, gi, acc0, m0);                                              \
 			GROUP_F32(BITS, p + gb, gi + 1, acc1, m1);                                     \
@@ -730,13 +767,6 @@ KERNEL_F32(8)
 		}                                                                                      \
 	} while (0)
 
-/* The sum of a's odd lanes, in lane 1 of the result (where ROW_END reads the
- * mins' share) */
-AVX2 static inline __m128 odd_sum(__m256 a)
-{
-	__m128 h = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-	return _mm_add_ps(h, _mm_movehl_ps(h, h));
-}
 
 /* A 32-group: dx folds into its scale ({dx scale, min sum x}) */
 #define GROUP32_8(BITS, P, GI, ACC, M)                                                                 \
