@@ -27,7 +27,9 @@
  * 0.00085 nats per token); with the m it is 0.00041. The weights' q multiply
  * xi in integers; the offsets (a group's min, q4_K's and q2_K's mins) still
  * multiply the exact sums of x. The x86 kernels do this with maddubs and madd
- * as ggml's do. */
+ * as ggml's do. Whole 32-groups go four at a time (8-bit activations, and 2
+ * bits with f32 ones), so that one header conversion and, for 8 bits, one
+ * int-to-float conversion serve four groups. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
