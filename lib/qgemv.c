@@ -652,6 +652,14 @@ AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pai
 		M = _mm_add_ps(M, f_);                                                                 \
 	} while (0)
 
+/* Four groups' {scale, min} (f16 headers at p, p + gb, p + 2gb, p + 3gb) times
+ * their four pairs (side by side at pairs): {m0 scale0, min0 sum x0, m1 scale1, ...} */
+AVX2 static inline __m256 group_factors4(const unsigned char *p, size_t gb, const float *pairs)
+{
+	__m128i h = _mm_setr_epi32(rl_load_i32(p), rl_load_i32(p + gb), rl_load_i32(p + 2 * gb), rl_load_i32(p + 3 * gb));
+	return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_loadu_ps(pairs));
+}
+
 /* The sum of a's odd lanes, in lane 1 of the result (where ROW_END reads the
  * mins' share) */
 AVX2 static inline __m128 odd_sum(__m256 a)
@@ -673,9 +681,7 @@ AVX2 static inline __m128 odd_sum(__m256 a)
 			CHUNK(BITS, (P) + g_ * gb + 4, xc_ + 32 * g_, t0, t1, t0, t1);                  \
 			u_[g_] = _mm256_add_ps(t0, t1);                                                \
 		}                                                                                      \
-		__m128i hd_ = _mm_setr_epi32(rl_load_i32(P), rl_load_i32((P) + gb), rl_load_i32((P) + 2 * gb), \
-					     rl_load_i32((P) + 3 * gb));                               \
-		__m256 f_ = _mm256_mul_ps(_mm256_cvtph_ps(hd_), _mm256_loadu_ps(v.gx + 2 * (size_t)(GI))); \
+		__m256 f_ = group_factors4(P, gb, v.gx + 2 * (size_t)(GI));                            \
 		MACC = _mm256_add_ps(MACC, f_);                                                        \
 		ACC = _mm256_fmadd_ps(u_[0], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(0)), ACC); \
 		ACC##b = _mm256_fmadd_ps(u_[1], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(2)), ACC##b); \
@@ -690,6 +696,24 @@ AVX2 static inline __m128 odd_sum(__m256 a)
 		__m128 m_ = _mm_add_ps(M0, M1);                                                        \
 		j->Y[(size_t)vn * j->ldy + r] = hsum(_mm256_add_ps(ACC0, ACC1)) +                      \
 						_mm_cvtss_f32(_mm_movehdup_ps(m_)) + (TAIL);           \
+	} while (0)
+
+/* Runs ROW (a statement on r, v and vn) over rows r0..r1 and every vector;
+ * in decode (one vector) its preparation is looked up once for every row. */
+#define FOR_ROWS(ROW)                                                                                  \
+	do {                                                                                           \
+		if (j->N == 1) {                                                                       \
+			const qvec v = vec_of(j, 0);                                                   \
+			const int vn = 0;                                                              \
+			for (int64_t r = r0; r < r1; r++)                                              \
+				ROW;                                                                   \
+			break;                                                                         \
+		}                                                                                      \
+		for (int64_t r = r0; r < r1; r++)                                                      \
+			for (int vn = 0; vn < j->N; vn++) {                                            \
+				const qvec v = vec_of(j, vn);                                          \
+				ROW;                                                                   \
+			}                                                                              \
 	} while (0)
 
 /* One row r of the product with vector v (vn its index), f32 activations */
@@ -729,18 +753,7 @@ AVX2 static inline __m128 odd_sum(__m256 a)
 		const int IC = j->IC, G = j->group, full = IC / G;                                     \
 		const size_t gb = 4 + (size_t)G * BITS / 8;                                            \
 		CONSTS;                                                                                \
-		if (j->N == 1) { /* decode: one vector's preparation for every row */                  \
-			const qvec v = vec_of(j, 0);                                                   \
-			const int vn = 0;                                                              \
-			for (int64_t r = r0; r < r1; r++)                                              \
-				ROW_F32(BITS);                                                         \
-			return;                                                                        \
-		}                                                                                      \
-		for (int64_t r = r0; r < r1; r++)                                                      \
-			for (int vn = 0; vn < j->N; vn++) {                                            \
-				const qvec v = vec_of(j, vn);                                          \
-				ROW_F32(BITS);                                                         \
-			}                                                                              \
+		FOR_ROWS(ROW_F32(BITS));                                                               \
 	}
 KERNEL_F32(2)
 KERNEL_F32(4)
@@ -769,7 +782,6 @@ KERNEL_F32(8)
 		}                                                                                      \
 	} while (0)
 
-
 /* A 32-group: dx folds into its scale ({dx scale, min sum x}) */
 #define GROUP32_8(BITS, P, GI, ACC, M)                                                                 \
 	do {                                                                                           \
@@ -795,9 +807,7 @@ KERNEL_F32(8)
 		CHUNK8(BITS, (P) + 2 * gb + 4, v.xi + e_ + 64, v.x16 + e_ + 64, s2_);                  \
 		CHUNK8(BITS, (P) + 3 * gb + 4, v.xi + e_ + 96, v.x16 + e_ + 96, s3_);                  \
 		__m256i h_ = _mm256_hadd_epi32(_mm256_hadd_epi32(s0_, s1_), _mm256_hadd_epi32(s2_, s3_)); \
-		__m128i hd_ = _mm_setr_epi32(rl_load_i32(P), rl_load_i32((P) + gb), rl_load_i32((P) + 2 * gb), \
-					     rl_load_i32((P) + 3 * gb));                               \
-		__m256 f_ = _mm256_mul_ps(_mm256_cvtph_ps(hd_), _mm256_loadu_ps(v.gx + 2 * (size_t)(GI))); \
+		__m256 f_ = group_factors4(P, gb, v.gx + 2 * (size_t)(GI));                            \
 		MACC = _mm256_add_ps(MACC, f_);                                                        \
 		ACC = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h_), _mm256_permutevar8x32_ps(f_, even4), ACC); \
 	} while (0)
@@ -865,18 +875,7 @@ KERNEL_F32(8)
 		const __m256i mask8 = _mm256_set1_epi8(BITS == 4 ? 15 : 3);                            \
 		const __m256i even4 = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);                       \
 		(void)ones, (void)sh8, (void)mask8, (void)even4;                                       \
-		if (j->N == 1) { /* decode: one vector's preparation for every row */                  \
-			const qvec v = vec_of(j, 0);                                                   \
-			const int vn = 0;                                                              \
-			for (int64_t r = r0; r < r1; r++)                                              \
-				ROW8(BITS);                                                            \
-			return;                                                                        \
-		}                                                                                      \
-		for (int64_t r = r0; r < r1; r++)                                                      \
-			for (int vn = 0; vn < j->N; vn++) {                                            \
-				const qvec v = vec_of(j, vn);                                          \
-				ROW8(BITS);                                                            \
-			}                                                                              \
+		FOR_ROWS(ROW8(BITS));                                                                  \
 	}
 KERNEL_INT8(2)
 KERNEL_INT8(4)
