@@ -399,7 +399,8 @@ static void prepare(const qjob *j, int n)
 		return;
 	/* x reordered per 32-element chunk for the kernel: the portable one reads
 	 * lane l of byte k as element k*per + l; the AVX2 4-bit one reads vector v
-	 * (of 4) lane i as element 8 (i mod 4) + 2v + i / 4 */
+	 * (of 4) lane i as element 8 (i mod 4) + 2v + i / 4, whose q it sees times
+	 * 16^(nibble mod 4), so x comes scaled down by that (see CHUNK) */
 	int per = bits == 3 ? 1 : 8 / bits;
 	for (int c0 = 0; c0 < IC; c0 += 32) {
 		int m = IC - c0 < 32 ? IC - c0 : 32;
@@ -409,8 +410,11 @@ static void prepare(const qjob *j, int n)
 		}
 		if (j->xorder == XORDER_AVX2_4) {
 			for (int v = 0; v < 4; v++)
-				for (int i = 0; i < 8; i++)
-					data[c0 + 8 * v + i] = x[c0 + 8 * (i % 4) + 2 * v + i / 4];
+				for (int i = 0; i < 8; i++) {
+					static const float down[4] = { 1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f };
+					int nib = 2 * v + i / 4; /* the element's nibble in its 32-bit word */
+					data[c0 + 8 * v + i] = x[c0 + 8 * (i % 4) + nib] * down[nib % 4];
+				}
 			continue;
 		}
 		int bytes = 32 / per;
@@ -582,19 +586,25 @@ AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pai
 
 /* ---- f32 activations: 32 weights of a chunk times x (natural order) into
  * four sums. 4 bits: the chunk's 16 bytes (four 32-bit words of 8 nibbles,
- * element i at bits 4i) in both lanes, shifted by 8v in the low lane and 8v + 4
- * in the high one for vector v, so lane i holds element 8 (i mod 4) + 2v + i / 4
- * (the preparation orders x to match) and one load serves 32 weights; 2 bits: 16 elements at bits 2i, and vpermilps reads a lane's low 2 bits as
- * an index into {0, 1, 2, 3}: the float q without a mask or a conversion. ---- */
+ * element i at bits 4i) in both lanes, and the same words shifted right by 16;
+ * vector v masks nibble 2v + i / 4 of lane i's word where it lies (vectors 0 and
+ * 1 from the words, 2 and 3 from the shifted ones), so lane i holds element
+ * 8 (i mod 4) + 2v + i / 4 times 1, 16, 256 or 4096, converted as it is, without
+ * a shift of its own; the preparation orders x to match and scales it down by
+ * that power of two, which leaves every product as it was (bar an x below
+ * 2^-114, which the scaling makes subnormal). 2 bits: 16 elements at bits 2i,
+ * and vpermilps reads a lane's low 2 bits as an index into {0, 1, 2, 3}: the
+ * float q without a mask or a conversion. ---- */
 #define CHUNK(BITS, Q, XC, T0, T1, T2, T3)                                                             \
 	do {                                                                                           \
 		__m256 f0, f1, f2, f3;                                                                 \
 		if (BITS == 4) {                                                                       \
 			__m256i w = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(Q)));  \
-			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4a), m4));     \
-			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4b), m4));     \
-			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4c), m4));     \
-			f3 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srlv_epi32(w, sh4d), m4));     \
+			__m256i wh = _mm256_srli_epi32(w, 16);                                         \
+			f0 = _mm256_cvtepi32_ps(_mm256_and_si256(w, m4a));                             \
+			f1 = _mm256_cvtepi32_ps(_mm256_and_si256(w, m4b));                             \
+			f2 = _mm256_cvtepi32_ps(_mm256_and_si256(wh, m4a));                            \
+			f3 = _mm256_cvtepi32_ps(_mm256_and_si256(wh, m4b));                            \
 		} else if (BITS == 2) {                                                                \
 			__m256i w0 = _mm256_set1_epi32(rl_load_i32(Q));                                \
 			__m256i w1 = _mm256_set1_epi32(rl_load_i32(Q + 4));                            \
@@ -615,15 +625,12 @@ AVX2 static inline __m128 group_factors(const unsigned char *p, const float *pai
 	} while (0)
 
 #define CONSTS                                                                                         \
-	const __m256i sh4a = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);                                \
-	const __m256i sh4b = _mm256_setr_epi32(8, 8, 8, 8, 12, 12, 12, 12);                            \
-	const __m256i sh4c = _mm256_setr_epi32(16, 16, 16, 16, 20, 20, 20, 20);                        \
-	const __m256i sh4d = _mm256_setr_epi32(24, 24, 24, 24, 28, 28, 28, 28);                        \
+	const __m256i m4a = _mm256_setr_epi32(0xf, 0xf, 0xf, 0xf, 0xf0, 0xf0, 0xf0, 0xf0);              \
+	const __m256i m4b = _mm256_setr_epi32(0xf00, 0xf00, 0xf00, 0xf00, 0xf000, 0xf000, 0xf000, 0xf000); \
 	const __m256i sh2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);                              \
 	const __m256i sh2h = _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30);                        \
-	const __m256i m4 = _mm256_set1_epi32(15);                                                      \
 	const __m256 ramp = _mm256_setr_ps(0, 1, 2, 3, 0, 1, 2, 3);                                    \
-	(void)sh4a, (void)sh4b, (void)sh4c, (void)sh4d, (void)sh2, (void)sh2h, (void)m4, (void)ramp
+	(void)m4a, (void)m4b, (void)sh2, (void)sh2h, (void)ramp
 
 /* One whole group of G weights (f32): its sums, scaled, into ACC; its min's
  * share into M (lane 1). A 32-group keeps two sums (the kernel runs two groups
