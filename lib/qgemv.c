@@ -409,9 +409,9 @@ static void prepare(const qjob *j, int n)
 			continue;
 		}
 		if (j->xorder == XORDER_AVX2_4) {
+			static const float down[4] = { 1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f };
 			for (int v = 0; v < 4; v++)
 				for (int i = 0; i < 8; i++) {
-					static const float down[4] = { 1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f };
 					int nib = 2 * v + i / 4; /* the element's nibble in its 32-bit word */
 					data[c0 + 8 * v + i] = x[c0 + 8 * (i % 4) + nib] * down[nib % 4];
 				}
@@ -723,6 +723,20 @@ AVX2 static inline __m128 odd_sum(__m256 a)
 			}                                                                              \
 	} while (0)
 
+/* The whole groups from gi on, two at a time (sums into acc0/m0 and acc1/m1)
+ * and a last one, through GROUP; p follows */
+#define REST_OF_GROUPS(GROUP, BITS)                                                                    \
+	do {                                                                                           \
+		for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                         \
+			GROUP(BITS, p, gi, acc0, m0);                                                  \
+			GROUP(BITS, p + gb, gi + 1, acc1, m1);                                         \
+		}                                                                                      \
+		if (gi < full) {                                                                       \
+			GROUP(BITS, p, gi, acc0, m0);                                                  \
+			p += gb;                                                                       \
+		}                                                                                      \
+	} while (0)
+
 /* One row r of the product with vector v (vn its index), f32 activations */
 #define ROW_F32(BITS)                                                                                  \
 	do {                                                                                           \
@@ -737,14 +751,7 @@ AVX2 static inline __m128 odd_sum(__m256 a)
 				GROUPS4_F32(BITS, p, gi, acc1, macc);                                  \
 			m1 = _mm_add_ps(m1, odd_sum(macc));                                            \
 		}                                                                                      \
-		for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                         \
-			GROUP_F32(BITS, p, gi, acc0, m0);                                              \
-			GROUP_F32(BITS, p + gb, gi + 1, acc1, m1);                                     \
-		}                                                                                      \
-		if (gi < full) {                                                                       \
-			GROUP_F32(BITS, p, gi, acc0, m0);                                              \
-			p += gb;                                                                       \
-		}                                                                                      \
+		REST_OF_GROUPS(GROUP_F32, BITS);                                                       \
 		float tail = 0;                                                                        \
 		if (full * G < IC) {                                                                   \
 			float mn = _cvtsh_ss(rl_load_u16(p + 2));                                      \
@@ -850,23 +857,9 @@ KERNEL_F32(8)
 				GROUPS4_8(BITS, p, gi, acc4, macc);                                    \
 			acc1 = _mm256_add_ps(acc1, acc4);                                              \
 			m1 = _mm_add_ps(m1, odd_sum(macc));                                            \
-			for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                 \
-				GROUP32_8(BITS, p, gi, acc0, m0);                                      \
-				GROUP32_8(BITS, p + gb, gi + 1, acc1, m1);                             \
-			}                                                                              \
-			if (gi < full) {                                                               \
-				GROUP32_8(BITS, p, gi, acc0, m0);                                      \
-				gi++, p += gb;                                                         \
-			}                                                                              \
+			REST_OF_GROUPS(GROUP32_8, BITS);                                               \
 		} else {                                                                               \
-			for (; gi + 2 <= full; gi += 2, p += 2 * gb) {                                 \
-				GROUP_8(BITS, p, gi, acc0, m0);                                        \
-				GROUP_8(BITS, p + gb, gi + 1, acc1, m1);                               \
-			}                                                                              \
-			if (gi < full) {                                                               \
-				GROUP_8(BITS, p, gi, acc0, m0);                                        \
-				gi++, p += gb;                                                         \
-			}                                                                              \
+			REST_OF_GROUPS(GROUP_8, BITS);                                                 \
 		}                                                                                      \
 		float tail = full * G < IC ? group_dot8(&v, p, BITS, full * G, full, IC - full * G) : 0; \
 		ROW_END(acc0, acc1, m0, m1, tail);                                                     \
