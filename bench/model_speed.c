@@ -1,7 +1,11 @@
 /* model_speed: prefill and decode speed of a model, as ratios to this machine's
  * limits measured in the same run (sgemm FLOP/s, memory read bandwidth).
- * usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] [--int8-act] MODEL
+ * usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] [--int8-act] MODEL [MODEL2]
  * (--int8-act: the quantized layers take 8-bit activations, quant.h)
+ * With MODEL2, decode only, of the two models in turn in each repetition (the
+ * order alternating), so that both see the same machine: the speed ratio
+ * MODEL2 / MODEL is the median of each repetition's, against the ratio of the
+ * weight bytes each reads per token.
  * Prints one line of JSON. */
 #include <err.h>
 #include <getopt.h>
@@ -20,6 +24,102 @@ static double now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A model loaded for decode, and the weight bytes it reads per token */
+typedef struct {
+	rl_model m;
+	rl_forward *f;
+	rl_kvcache kv;
+	double weight_bytes;
+} decoder;
+
+static void load(decoder *d, const char *path, int int8_act)
+{
+	if (rl_model_load(path, NULL, &d->m))
+		errx(1, "%s", rl_err());
+	d->m.int8_act = int8_act;
+	d->weight_bytes = 0;
+	for (int i = 0; i < d->m.ntensors; i++)
+		if (d->m.tensors[i].ndim == 2 && &d->m.tensors[i] != d->m.token_embd)
+			d->weight_bytes += (double)d->m.tensors[i].bytes;
+	if (d->m.cfg.tied_embeddings)
+		d->weight_bytes += (double)d->m.output->bytes;
+}
+
+static void decode_start(decoder *d, int ctx)
+{
+	d->f = rl_forward_new(&d->m, 1, ctx);
+	if (!d->f || rl_kvcache_init(&d->kv, &d->m, 1, ctx))
+		errx(1, "%s", rl_err());
+}
+
+static void decode_end(decoder *d)
+{
+	rl_kvcache_free(&d->kv);
+	rl_forward_free(d->f);
+	rl_model_free(&d->m);
+}
+
+/* seconds per token of decoding tokens[0..n) from position 0 */
+static double decode(decoder *d, const int *tokens, int n, float *logits)
+{
+	double t0 = now();
+	for (int p = 0; p < n; p++) {
+		rl_seq s = { .slot = 0, .pos0 = p, .ntok = 1, .tokens = &tokens[p] };
+		if (rl_forward_run(d->f, &d->kv, 1, &s, logits))
+			errx(1, "%s", rl_err());
+	}
+	return (now() - t0) / n;
+}
+
+static int *token_ids(int n, int V)
+{
+	int *tokens = malloc((size_t)n * sizeof(int));
+	if (!tokens)
+		errx(1, "out of memory");
+	for (int i = 0; i < n; i++)
+		tokens[i] = (int)((i * 7919u + 13u) % (unsigned)V);
+	return tokens;
+}
+
+/* Decode of two models in turn; each repetition is followed by a bandwidth
+ * measurement, and every ratio is taken within a repetition, then its median. */
+static void compare(const char *pa, const char *pb, int ndecode, int reps, int int8_act, int threads)
+{
+	decoder d[2];
+	load(&d[0], pa, int8_act);
+	load(&d[1], pb, int8_act);
+	int va = d[0].m.cfg.vocab_size, vb = d[1].m.cfg.vocab_size;
+	int *tokens = token_ids(ndecode, va < vb ? va : vb);
+	float *logits = malloc((size_t)(va > vb ? va : vb) * sizeof(float));
+	if (!logits)
+		errx(1, "out of memory");
+	double t[2][100], over[2][100], ratio[100], bw[100];
+	for (int i = 0; i < 2; i++) {
+		decode_start(&d[i], ndecode + 1);
+		decode(&d[i], tokens, 1, logits); /* warm-up */
+	}
+	for (int r = 0; r < reps; r++) {
+		for (int k = 0; k < 2; k++) {
+			int i = r % 2 ? 1 - k : k;
+			t[i][r] = decode(&d[i], tokens, ndecode, logits);
+		}
+		bw[r] = rl_measure_read_bandwidth((size_t)1 << 30, 1, threads);
+		ratio[r] = t[0][r] / t[1][r];
+		for (int i = 0; i < 2; i++)
+			over[i][r] = d[i].weight_bytes / t[i][r] / 1e9 / bw[r];
+	}
+	printf("{\"threads\":%d,\"a_decode_tokens_per_s\":%.3f,\"b_decode_tokens_per_s\":%.3f,"
+	       "\"a_weight_bytes\":%.0f,\"b_weight_bytes\":%.0f,\"speed_ratio\":%.3f,\"bytes_ratio\":%.3f,"
+	       "\"read_gb_s\":%.2f,\"a_decode_over_bandwidth\":%.3f,\"b_decode_over_bandwidth\":%.3f}\n",
+	       threads, 1.0 / rl_median(t[0], reps), 1.0 / rl_median(t[1], reps), d[0].weight_bytes, d[1].weight_bytes,
+	       rl_median(ratio, reps), d[0].weight_bytes / d[1].weight_bytes, rl_median(bw, reps),
+	       rl_median(over[0], reps), rl_median(over[1], reps));
+	for (int i = 0; i < 2; i++)
+		decode_end(&d[i]);
+	free(tokens);
+	free(logits);
 }
 
 int main(int argc, char **argv)
@@ -41,35 +141,32 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (optind != argc - 1 || threads < 1 || ntok < 1 || ndecode < 1 || reps < 1 || reps > 100)
-		errx(2, "usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] [--int8-act] MODEL");
+	int nmodels = argc - optind;
+	if (nmodels < 1 || nmodels > 2 || threads < 1 || ntok < 1 || ndecode < 1 || reps < 1 || reps > 100)
+		errx(2, "usage: model_speed [-t N] [--tokens N] [--decode N] [--reps R] [--int8-act] MODEL [MODEL2]");
 	rl_set_threads(threads);
-	rl_model m;
-	if (rl_model_load(argv[optind], NULL, &m))
-		errx(1, "%s", rl_err());
-	m.int8_act = int8_act;
-	const rl_config *cf = &m.cfg;
+	if (nmodels == 2) {
+		compare(argv[optind], argv[optind + 1], ndecode, reps, int8_act, threads);
+		return 0;
+	}
+	decoder d;
+	load(&d, argv[optind], int8_act);
+	rl_model *m = &d.m;
+	const rl_config *cf = &m->cfg;
 	int V = cf->vocab_size, ctx = ntok > ndecode + 1 ? ntok : ndecode + 1;
 	/* FLOPs of a prefill of ntok tokens: 2 per weight of every matrix per token, plus causal attention */
-	double linear = 0, weight_bytes = 0;
-	for (int i = 0; i < m.ntensors; i++)
-		if (m.tensors[i].ndim == 2 && &m.tensors[i] != m.token_embd)
-			linear += (double)m.tensors[i].shape[0] * m.tensors[i].shape[1];
+	double linear = 0;
+	for (int i = 0; i < m->ntensors; i++)
+		if (m->tensors[i].ndim == 2 && &m->tensors[i] != m->token_embd)
+			linear += (double)m->tensors[i].shape[0] * m->tensors[i].shape[1];
 	if (cf->tied_embeddings)
-		linear += (double)m.output->shape[0] * m.output->shape[1];
-	for (int i = 0; i < m.ntensors; i++)
-		if (m.tensors[i].ndim == 2 && &m.tensors[i] != m.token_embd)
-			weight_bytes += (double)m.tensors[i].bytes;
-	if (cf->tied_embeddings)
-		weight_bytes += (double)m.output->bytes;
+		linear += (double)m->output->shape[0] * m->output->shape[1];
 	double qd = (double)cf->n_heads * cf->head_dim;
 	double flops = 2.0 * linear * ntok + 4.0 * cf->n_layers * qd * ntok * (ntok + 1) / 2.0;
 
-	int *tokens = malloc((size_t)ctx * sizeof(int));
-	for (int i = 0; i < ctx; i++)
-		tokens[i] = (int)((i * 7919u + 13u) % (unsigned)V);
+	int *tokens = token_ids(ctx, V);
 	float *logits = malloc((size_t)ntok * V * sizeof(float));
-	rl_forward *f = rl_forward_new(&m, ntok, ctx);
+	rl_forward *f = rl_forward_new(m, ntok, ctx);
 	if (!f || !logits)
 		errx(1, "out of memory");
 	/* Each repetition of prefill is followed by an sgemm measurement, and each of
@@ -88,31 +185,20 @@ int main(int argc, char **argv)
 	}
 	rl_forward_free(f);
 	/* decode: one token at a time through the KV cache, the first ndecode positions */
-	rl_kvcache kv;
-	f = rl_forward_new(&m, 1, ctx);
-	if (!f || rl_kvcache_init(&kv, &m, 1, ctx))
-		errx(1, "%s", rl_err());
+	decode_start(&d, ctx);
 	for (int r = 0; r < reps; r++) {
-		double t0 = now();
-		for (int p = 0; p < ndecode; p++) {
-			rl_seq d = { .slot = 0, .pos0 = p, .ntok = 1, .tokens = &tokens[p] };
-			if (rl_forward_run(f, &kv, 1, &d, logits))
-				errx(1, "%s", rl_err());
-		}
-		t_decode[r] = (now() - t0) / ndecode;
+		t_decode[r] = decode(&d, tokens, ndecode, logits);
 		bw[r] = rl_measure_read_bandwidth((size_t)1 << 30, 1, threads);
-		r_decode[r] = weight_bytes / t_decode[r] / 1e9 / bw[r];
+		r_decode[r] = d.weight_bytes / t_decode[r] / 1e9 / bw[r];
 	}
 	double tp = rl_median(t_prefill, reps), td = rl_median(t_decode, reps);
 	printf("{\"threads\":%d,\"prefill_tokens\":%d,\"prefill_s\":%.4f,\"prefill_tokens_per_s\":%.2f,"
 	       "\"prefill_gflops\":%.2f,\"sgemm_gflops\":%.2f,\"prefill_over_sgemm\":%.3f,"
 	       "\"decode_tokens_per_s\":%.3f,\"weight_bytes\":%.0f,\"decode_weight_gb_s\":%.2f,\"read_gb_s\":%.2f,\"decode_over_bandwidth\":%.3f}\n",
-	       threads, ntok, tp, ntok / tp, flops / tp / 1e9, rl_median(sg, reps), rl_median(r_prefill, reps), 1.0 / td, weight_bytes,
-	       weight_bytes / td / 1e9, rl_median(bw, reps), rl_median(r_decode, reps));
-	rl_kvcache_free(&kv);
-	rl_forward_free(f);
+	       threads, ntok, tp, ntok / tp, flops / tp / 1e9, rl_median(sg, reps), rl_median(r_prefill, reps), 1.0 / td,
+	       d.weight_bytes, d.weight_bytes / td / 1e9, rl_median(bw, reps), rl_median(r_decode, reps));
+	decode_end(&d);
 	free(tokens);
 	free(logits);
-	rl_model_free(&m);
 	return 0;
 }
