@@ -345,6 +345,52 @@ static void test_qgemv_int8(void)
 	int8_check("qgemv_int8", dts, RL_Q4_0 - RL_Q2G16, ics, 6, 37, fill_group_row, nrand);
 }
 
+/* The largest sums the 8-bit kernels add in 16 bits: every q at its top (15 or
+ * 3) and every xi at +-127 (x constant), where a sum that overflowed would be
+ * off by 65536 steps; both kernels give the exact dot within float rounding. */
+static void test_qgemv_int8_extremes(void)
+{
+	enum { IC = 1024, OC = 4 };
+	static const rl_dtype dts[] = { RL_Q2G32, RL_Q4G32, RL_Q2G64, RL_Q4G128 };
+	float *w = malloc(IC * 4), x[IC], y[OC], *scratch = malloc(rl_qgemv_scratch(IC, 1) * 4);
+	double worst = 0;
+	char where[128] = "";
+	for (size_t d = 0; d < sizeof dts / sizeof *dts; d++) {
+		rl_dtype dt = dts[d];
+		size_t rb = rl_row_bytes(dt, IC);
+		unsigned char *W = malloc(OC * rb);
+		/* each group {0, 1, 1, ...}: min 0, scale 1 / top, every q but the first at top */
+		for (int i = 0; i < IC; i++)
+			w[i] = i % rl_dtypes[dt].group ? 1.0f : 0.0f;
+		for (int r = 0; r < OC; r++)
+			rl_dtypes[dt].from_float(w, W + r * rb, IC);
+		rl_dtypes[dt].to_float(W, w, IC);
+		for (int sign = -1; sign <= 1; sign += 2)
+			for (int impl = 0; impl < 2; impl++) {
+				rl_qgemv_select(impl);
+				for (int i = 0; i < IC; i++)
+					x[i] = 0.75f * sign;
+				rl_qgemm_rows_act(dt, OC, IC, W, 1, x, IC, y, OC, scratch, RL_ACT_INT8);
+				double exact = 0;
+				for (int i = 0; i < IC; i++)
+					exact += (double)w[i] * x[i];
+				for (int r = 0; r < OC; r++) {
+					double e = fabs(y[r] - exact) / fabs(exact);
+					if (e > worst) {
+						worst = e;
+						snprintf(where, sizeof where, "%s, x %+g, %s: %g vs %g", rl_dtypes[dt].name,
+							 x[0], impl ? "avx2" : "portable", y[r], exact);
+					}
+				}
+			}
+		free(W);
+	}
+	rl_qgemv_select(-1);
+	CHECK(worst < 1e-5, "qgemv_int8_extreme_sums", "relative error %.3g at %s", worst, where);
+	free(w);
+	free(scratch);
+}
+
 /* to_float of a row (vectorized where the CPU allows) equals the format's own
  * group-by-group unpack, bit for bit, for every group format */
 static void test_dequant_row(void)
@@ -459,6 +505,7 @@ int main(void)
 	test_policy();
 	test_qgemv();
 	test_qgemv_int8();
+	test_qgemv_int8_extremes();
 	test_forward_int8();
 	return t_done();
 }
