@@ -794,6 +794,17 @@ KERNEL_F32(8)
  * low lane (elements 2k), high in the high lane (2k+1); 2 bits: its 8 bytes in
  * each 64-bit lane l shifted by 2l (elements 4k+l); the preparation ordered xi
  * to match. 8 bits: bytes widened to 16 bits against x16. ---- */
+/* A 2- or 4-bit chunk's 16 sums of two byte products (int16, at most
+ * 2 x 15 x 127 = 3810 in size, so the two rounds of hadd, four of them, stay
+ * within 15240; test_quant's qgemv_int8_extreme_sums reaches that) */
+#define PAIRS8(BITS, Q, XI)                                                                            \
+	_mm256_maddubs_epi16(_mm256_and_si256(_mm256_srlv_epi64(BITS == 4 ? _mm256_broadcastsi128_si256(  \
+									  _mm_loadu_si128((const __m128i *)(Q))) \
+								  : _mm256_set1_epi64x((long long)rl_load_u64(Q)), \
+							  sh8),                                        \
+					      mask8),                                                  \
+			     _mm256_loadu_si256((const __m256i *)(XI)))
+
 #define CHUNK8(BITS, Q, XI, X16, OUT)                                                                  \
 	do {                                                                                           \
 		if (BITS == 8) {                                                                       \
@@ -803,25 +814,9 @@ KERNEL_F32(8)
 				_mm256_madd_epi16(a_, _mm256_loadu_si256((const __m256i *)(X16))),      \
 				_mm256_madd_epi16(b_, _mm256_loadu_si256((const __m256i *)((X16) + 16)))); \
 		} else {                                                                               \
-			__m256i raw_ = BITS == 4                                                       \
-					       ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(Q))) \
-					       : _mm256_set1_epi64x((long long)rl_load_u64(Q));        \
-			__m256i v_ = _mm256_and_si256(_mm256_srlv_epi64(raw_, sh8), mask8);            \
-			OUT = _mm256_madd_epi16(_mm256_maddubs_epi16(v_, _mm256_loadu_si256((const __m256i *)(XI))), \
-						ones);                                                 \
+			OUT = _mm256_madd_epi16(PAIRS8(BITS, Q, XI), ones);                            \
 		}                                                                                      \
 	} while (0)
-
-/* A 2- or 4-bit chunk's 16 sums of two byte products (int16, at most
- * 2 x 15 x 127 = 3810 in size, so the two rounds of hadd, four of them, stay
- * within 15240; test_quant's qgemv_int8_extreme_sums reaches that) */
-#define PAIRS8(BITS, Q, XI)                                                                            \
-	_mm256_maddubs_epi16(                                                                          \
-		_mm256_and_si256(_mm256_srlv_epi64(BITS == 4 ? _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(Q))) \
-							     : _mm256_set1_epi64x((long long)rl_load_u64(Q)), \
-						   sh8),                                               \
-				 mask8),                                                               \
-		_mm256_loadu_si256((const __m256i *)(XI)))
 
 /* A 32-group: dx folds into its scale ({dx scale, min sum x}) */
 #define GROUP32_8(BITS, P, GI, ACC, M)                                                                 \
