@@ -704,7 +704,7 @@ AVX2 static inline __m128 odd_sum(__m256 a)
 			CHUNK(BITS, (P) + g_ * gb + 4, xc_ + 32 * g_, t0, t1, t0, t1);                  \
 			u_[g_] = _mm256_add_ps(t0, t1);                                                \
 		}                                                                                      \
-		__m256 f_ = group_factors4(P, 4 + 4 * BITS, v.gx + 2 * (size_t)(GI));                            \
+		__m256 f_ = group_factors4(P, 4 + 4 * BITS, v.gx + 2 * (size_t)(GI));                 \
 		MACC = _mm256_add_ps(MACC, f_);                                                        \
 		ACC = _mm256_fmadd_ps(u_[0], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(0)), ACC); \
 		ACC##b = _mm256_fmadd_ps(u_[1], _mm256_permutevar8x32_ps(f_, _mm256_set1_epi32(2)), ACC##b); \
