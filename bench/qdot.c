@@ -2,7 +2,8 @@
  * second over 16 MiB (or M) of packed rows of 4096 (or IC) weights, for each 2- and 4-bit
  * group format, ggml's block formats (q2_K, q4_0, q4_K) and q8g32 (the default
  * classifier), with f32 activations (the exact default) and with 8-bit ones;
- * f32 rows (our gemv) for scale.
+ * f32 rows (our gemv) for scale. Where the CPU runs AVX-512, the f32 rate of the
+ * AVX2 kernels too (weights_per_s_avx2; 0 elsewhere).
  * usage: qdot [--reps R] [--mib M] [--ic IC] [--wall] [FORMAT...]. Prints one JSON line per format.
  * (--ic 1024: the rows of Qwen3-0.6B's attention and ffn_gate/ffn_up, where each
  * row's fixed costs weigh more than in rows of 4096.)
@@ -79,23 +80,32 @@ int main(int argc, char **argv)
 			row[r % IC] += 0.001f;
 			rl_dtypes[dt].from_float(row, W + (size_t)r * rb, IC);
 		}
-		double med[2] = { 0, 0 };
-		for (int act = 0; act < (dt == RL_F32 ? 1 : 2); act++) {
-			double rate[100];
-			for (int k = 0; k <= reps; k++) {
+		/* f32 activations with the widest kernels, the same with AVX2's where
+		 * the widest are AVX-512's, and 8-bit activations: each pass runs all
+		 * three in turn, so that their ratios are taken side by side */
+		int modes = dt == RL_F32 ? 1 : 3;
+		double rate[3][100], med[3] = { 0, 0, 0 };
+		for (int k = 0; k <= reps; k++)
+			for (int m = 0; m < modes; m++) {
+				if (m == 1 && !rl_cpu_avx512())
+					continue;
+				rl_qgemv_select(m == 1 ? 1 : -1);
 				double t0 = now();
 				if (dt == RL_F32)
 					rl_gemv_f32(OC, IC, (const float *)W, x, y);
 				else
-					rl_qgemm_rows_act(dt, OC, IC, W, 1, x, IC, y, (size_t)OC, scratch, (rl_act)act);
+					rl_qgemm_rows_act(dt, OC, IC, W, 1, x, IC, y, (size_t)OC, scratch,
+							  m == 2 ? RL_ACT_INT8 : RL_ACT_F32);
 				double dt_s = now() - t0;
 				if (k > 0)
-					rate[k - 1] = (double)OC * IC / (dt_s > 0 ? dt_s : 1e-9);
+					rate[m][k - 1] = (double)OC * IC / (dt_s > 0 ? dt_s : 1e-9);
 			}
-			med[act] = rl_median(rate, reps);
-		}
-		printf("{\"format\":\"%s\",\"weights_per_s\":%.4g,\"weights_per_s_int8\":%.4g,\"bytes_per_s\":%.4g}\n",
-		       rl_dtypes[dt].name, med[0], med[1], med[0] * rb / IC);
+		for (int m = 0; m < modes; m++)
+			if (m != 1 || rl_cpu_avx512())
+				med[m] = rl_median(rate[m], reps);
+		printf("{\"format\":\"%s\",\"weights_per_s\":%.4g,\"weights_per_s_int8\":%.4g,\"bytes_per_s\":%.4g,"
+		       "\"weights_per_s_avx2\":%.4g}\n",
+		       rl_dtypes[dt].name, med[0], med[2], med[0] * rb / IC, med[1]);
 		fflush(stdout);
 		free(W);
 		free(y);

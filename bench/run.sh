@@ -12,7 +12,8 @@
 #   decode bytes/s / read bandwidth (goal >= 0.8)
 #   the same decode with 8-bit activations (--int8-act of evalrun and teacher-gen)
 #   single-thread fused dot rate of each 2- and 4-bit format (bench/qdot), f32 and
-#   8-bit activations; with GGML_DIR (a ggml source tree built with cmake in
+#   8-bit activations (with f32 ones also AVX-512 / AVX2 kernels where the CPU
+#   has both); with GGML_DIR (a ggml source tree built with cmake in
 #   GGML_DIR/build, or GGML_BUILD) against ggml's vec_dot, same protocol (bench/peer)
 # BENCH_CONFIG picks another config.json; BENCH_THREADS (default 2), BENCH_TOKENS (512).
 set -eu
@@ -76,8 +77,14 @@ done
 echo "single-thread fused dot (weights/s over 16 MiB of packed rows):"
 "$top/bench/qdot" | tee "$work/qdot.jsonl"
 # ggml's K-quants against our group formats of the same bits (f32 activations both)
-awk -F'[:,]' '{ gsub(/"/, ""); r[$2] = $4; r8[$2] = $6 } END {
+awk -F'[:,]' '{ gsub(/["}]/, ""); r[$2] = $4; r8[$2] = $6; r2[$2] = $10 } END {
 	printf "fused dot q4_K / q4g32 %.2f, q4_0 / q4g32 %.2f, q2_K / q2g32 %.2f\n", r["q4_K"] / r["q4g32"], r["q4_0"] / r["q4g32"], r["q2_K"] / r["q2g32"]
+	if (r2["q4g32"] > 0) {
+		printf "fused dot, f32 activations, AVX-512 / AVX2 kernels:"
+		n = split("q2g32 q2g256 q4g32 q4g256 q8g32", f, " ")
+		for (i = 1; i <= n; i++) printf " %s %.2f", f[i], r[f[i]] / r2[f[i]]
+		printf "\n"
+	}
 	printf "fused dot 8-bit / f32 activations:"
 	n = split("q2g32 q2g256 q2_K q4g32 q4g256 q4_0 q4_K", f, " ")
 	for (i = 1; i <= n; i++) printf " %s %.2f", f[i], r8[f[i]] / r[f[i]]

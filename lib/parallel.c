@@ -350,6 +350,19 @@ int rl_cpu_avx2(void)
 #endif
 }
 
+int rl_cpu_avx512(void)
+{
+#if defined(__x86_64__)
+	/* GCC's and clang's tests of avx512f also check that the OS enabled the state */
+	static int has = -1;
+	if (has < 0)
+		has = rl_cpu_avx2() && __builtin_cpu_supports("avx512f");
+	return has;
+#else
+	return 0;
+#endif
+}
+
 static rows_fn *pick_rows(void)
 {
 	/* chosen in a local and stored once: threads making their first product

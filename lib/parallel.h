@@ -23,6 +23,9 @@ void rl_parallel_each(int64_t n, void (*fn)(void *arg, int64_t begin, int64_t en
 void rl_parallel_set_threads(int n);
 /* 1 when the CPU (and OS) run AVX2 with FMA and F16C, what our x86 kernels use. */
 int rl_cpu_avx2(void);
+/* 1 when it also runs AVX-512F (the OS saving the wide registers), what the
+ * widest kernels use. */
+int rl_cpu_avx512(void);
 int rl_parallel_threads(void);
 
 /* y (OC) = W (OC, IC) . x (IC), all f32, W row-major; threads split the rows. */

@@ -83,7 +83,10 @@ int rl_dqgemm_rows(rl_dtype dt, int OC, int IC, const void *W, int N, const floa
 /* The reference: each row dequantized by the format's to_float, then a
  * double-precision dot. row holds IC floats. */
 void rl_qgemv_ref(rl_dtype dt, int OC, int IC, const void *W, const float *x, float *y, float *row);
-/* Tests and benchmarks: 1 forces the AVX2 kernel, 0 the portable one, -1 picks by CPU. */
-void rl_qgemv_select(int avx2);
+/* Tests and benchmarks: 0 forces the portable kernels, 1 the AVX2 ones, 2 the
+ * AVX-512 ones where there are any (f32 activations on the group formats;
+ * AVX2 elsewhere), -1 picks the widest this CPU runs. Returns -1 (and changes
+ * nothing) when the CPU lacks what was asked for. */
+int rl_qgemv_select(int kernels);
 
 #endif

@@ -383,7 +383,7 @@ static int use_avx512 = -1;
 
 void rl_train_select_exp(int widest)
 {
-	use_avx512 = widest ? __builtin_cpu_supports("avx512f") != 0 : 0;
+	use_avx512 = widest ? rl_cpu_avx512() : 0;
 }
 
 /* the widest exp_shift this CPU runs, for CPUs with AVX2 */

@@ -274,42 +274,58 @@ static void test_policy(void)
 	}
 }
 
-/* the fused kernels (AVX2 and portable) against dequantize-then-dot, every group
- * format, rows that are whole chunks, ragged, and shorter than a group */
+/* the fused kernels (portable, AVX2 and AVX-512) against dequantize-then-dot,
+ * every group format, rows that are whole chunks, ragged, and shorter than a
+ * group */
 static void test_qgemv(void)
 {
-	/* 224: 7 groups of 32, the 2-bit kernel's four-group loop leaves 3 */
+	/* 224: 7 groups of 32, the four-group loops leave 3 */
 	static const int ics[] = { 64, 172, 224, 256, 300, 1024 };
-	enum { OC = 37 };
-	for (int impl = 0; impl < 2; impl++) {
-		rl_qgemv_select(impl);
+	static const char *names[] = { "qgemv_portable_matches_ref", "qgemv_avx2_matches_ref", "qgemv_avx512_matches_ref" };
+	enum { OC = 37, NV = 3 };
+	for (int impl = 0; impl < 3; impl++) {
+		if (rl_qgemv_select(impl) < 0) {
+			t_skip(names[impl], "this CPU does not run these kernels");
+			continue;
+		}
 		double worst = 0;
 		char where[160] = "";
 		for (int dt = RL_Q2G16; dt < RL_Q4_0; dt++) /* the group formats; ggml's: test_gguf_quant */
 			for (size_t k = 0; k < sizeof ics / sizeof *ics; k++) {
 				int IC = ics[k];
 				size_t rb = rl_row_bytes((rl_dtype)dt, IC);
-				float *w = malloc((size_t)OC * IC * 4), *x = malloc(IC * 4), *y = malloc(OC * 4),
-				      *yr = malloc(OC * 4), *scratch = malloc(rl_qgemv_scratch(IC, 1) * 4), *row = malloc(IC * 4);
+				float *w = malloc((size_t)OC * IC * 4), *x = malloc(NV * IC * 4), *y = malloc(NV * OC * 4),
+				      *yr = malloc(OC * 4), *scratch = malloc(rl_qgemv_scratch(IC, NV) * 4), *row = malloc(IC * 4);
 				unsigned char *W = malloc(OC * rb);
 				for (int i = 0; i < OC * IC; i++)
 					w[i] = nrand() * 0.05f + 0.01f;
-				for (int i = 0; i < IC; i++)
+				for (int i = 0; i < NV * IC; i++)
 					x[i] = nrand();
 				for (int r = 0; r < OC; r++)
 					rl_dtypes[dt].from_float(w + (size_t)r * IC, W + r * rb, IC);
-				rl_qgemv((rl_dtype)dt, OC, IC, W, x, y, scratch);
-				rl_qgemv_ref((rl_dtype)dt, OC, IC, W, x, yr, row);
-				for (int r = 0; r < OC; r++) {
-					rl_dtypes[dt].to_float(W + r * rb, row, IC);
-					double mag = 0;
-					for (int i = 0; i < IC; i++)
-						mag += fabs((double)row[i] * x[i]);
-					double e = fabs(y[r] - yr[r]) / (mag * 1e-6 + 1e-30);
-					if (e > worst) {
-						worst = e;
-						snprintf(where, sizeof where, "%s, IC %d, row %d: %g vs %g", rl_dtypes[dt].name, IC,
-							 r, y[r], yr[r]);
+				/* decode's one vector, then a batch of NV (the kernels' other loop) */
+				for (int pass = 0; pass < 2; pass++) {
+					if (pass)
+						rl_qgemm_rows((rl_dtype)dt, OC, IC, W, NV, x, IC, y, OC, scratch);
+					else
+						rl_qgemv((rl_dtype)dt, OC, IC, W, x, y, scratch);
+					for (int n = 0; n < (pass ? NV : 1); n++) {
+						const float *xn = x + (size_t)n * IC;
+						const float *yn = y + (size_t)n * OC;
+						rl_qgemv_ref((rl_dtype)dt, OC, IC, W, xn, yr, row);
+						for (int r = 0; r < OC; r++) {
+							rl_dtypes[dt].to_float(W + r * rb, row, IC);
+							double mag = 0;
+							for (int i = 0; i < IC; i++)
+								mag += fabs((double)row[i] * xn[i]);
+							double e = fabs(yn[r] - yr[r]) / (mag * 1e-6 + 1e-30);
+							if (e > worst) {
+								worst = e;
+								snprintf(where, sizeof where, "%s, IC %d, %s %d, row %d: %g vs %g",
+									 rl_dtypes[dt].name, IC, pass ? "batch, vector" : "decode",
+									 n, r, yn[r], yr[r]);
+							}
+						}
 					}
 				}
 				free(w);
@@ -320,8 +336,7 @@ static void test_qgemv(void)
 				free(row);
 				free(W);
 			}
-		CHECK(worst < 1, impl ? "qgemv_avx2_matches_ref" : "qgemv_portable_matches_ref",
-		      "error %.3g of 1e-6 x sum|terms| at %s", worst, where);
+		CHECK(worst < 1, names[impl], "error %.3g of 1e-6 x sum|terms| at %s", worst, where);
 	}
 	rl_qgemv_select(-1);
 }
