@@ -424,10 +424,13 @@ int main(int argc, char **argv)
 		printf(",\"bw_gb_s\":%.10g,\"tflops\":%.10g,\"measured\":%s", hw.bw / 1e9, hw.flops / 1e12,
 		       hw.measured ? "true" : "false");
 		if (hw.measured) {
-			printf(",\"bw1_gb_s\":%.10g,\"call_s\":%.10g,\"kernel_rates\":[", hw.bw1 / 1e9, hw.call);
-			for (int i = 0; i < hw.nrates; i++)
-				printf("%s{\"format\":\"%s\",\"row\":%d,\"weights_per_s\":%.10g}", i ? "," : "",
-				       rl_dtypes[hw.rates[i].dt].name, hw.rates[i].ic, hw.rates[i].rate);
+			printf(",\"bw1_gb_s\":%.10g,\"kernels\":[", hw.bw1 / 1e9);
+			for (int i = 0; i < hw.nkernels; i++) {
+				const rl_kernel_time *k = &hw.kernels[i];
+				printf("%s{\"format\":\"%s\",\"rows\":%d,\"row\":%d,\"seconds\":%.10g,\"weights_per_s\":%.10g}",
+				       i ? "," : "", rl_dtypes[k->s.dt].name, k->s.oc, k->s.ic, k->seconds,
+				       (double)k->s.oc * k->s.ic / k->seconds);
+			}
 			printf("]");
 		}
 		printf("},\"batch\":%d,\"lora_rank\":%d,\"kv\":\"%s\",\"policy\":", batch, lora, kv_spec);
@@ -455,10 +458,12 @@ int main(int argc, char **argv)
 		       cf->tied_embeddings ? ", tied" : "");
 		printf("hardware  %s: %.4g GB/s, %.4g TFLOP/s", hw.name, hw.bw / 1e9, hw.flops / 1e12);
 		if (hw.measured) {
-			printf(" (one thread %.4g GB/s), hand-off %.3g us; kernels, Gweights/s:", hw.bw1 / 1e9, hw.call * 1e6);
-			for (int i = 0; i < hw.nrates; i++)
-				printf("%s %s rows of %d %.3g", i ? "," : "", rl_dtypes[hw.rates[i].dt].name, hw.rates[i].ic,
-				       hw.rates[i].rate / 1e9);
+			printf(" (one thread %.4g GB/s); decode's products, Gweights/s:", hw.bw1 / 1e9);
+			for (int i = 0; i < hw.nkernels; i++) {
+				const rl_kernel_time *k = &hw.kernels[i];
+				printf("%s %s %dx%d %.3g", i ? "," : "", rl_dtypes[k->s.dt].name, k->s.oc, k->s.ic,
+				       (double)k->s.oc * k->s.ic / k->seconds / 1e9);
+			}
 		}
 		printf("\nsetting   batch %d, KV cache %s, LoRA rank %d (f32, on the <4-bit matrices)\n", batch, kv_spec, lora);
 		printf("policy    %-24s %8.1f MB stored, matrices %.3f GB\n", pname, wp.stored_bytes / 1e6,

@@ -121,109 +121,101 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Weights/s of the decode kernel for dt as decode runs it: one vector, rows
- * on the pool, over a matrix of about `bytes` (far beyond the caches) whose
- * rows repeat 64 distinct ones (their values do not change the speed). Median
- * of 5 passes after one warm-up. */
-static double kernel_rate(rl_dtype dt, int IC, size_t bytes)
+/* Seconds of one product of shape sh as decode runs it: one vector, rows on
+ * the pool, each call on the next of two or more copies of the matrix, which
+ * together span about `bytes` (far beyond the caches), so that the weights
+ * come from memory as each layer's own do. A matrix larger than half of that
+ * is timed on a part of its rows and scaled: read again after less than
+ * some 500 MB, a matrix ran faster than in decode (Qwen3-1.7B's classifier,
+ * 311 MB of q8g32, by about a fifth), as if the last level cache kept part of
+ * it. The rows repeat 64 distinct ones (their values do not change the
+ * speed). Median of 5 passes after one warm-up. */
+static double product_time(rl_roofline_shape sh, size_t bytes)
 {
 	enum { DISTINCT = 64 };
+	rl_dtype dt = (rl_dtype)sh.dt;
+	int IC = sh.ic, OC = sh.oc;
 	size_t rb = rl_row_bytes(dt, IC);
-	int OC = (int)(bytes / rb);
-	if (OC < DISTINCT)
-		OC = DISTINCT;
+	if (rb * (size_t)OC > bytes / 2 && bytes / 2 / rb >= DISTINCT)
+		OC = (int)(bytes / 2 / rb);
+	size_t mb = rb * (size_t)OC;
+	int copies = mb < bytes / 2 ? (int)(bytes / mb) : 2;
 	float *row = malloc(IC * sizeof(float)), *y = malloc((size_t)OC * sizeof(float));
 	/* x and the scratch 64-byte aligned, as forward.c allocates them: the f32
 	 * kernels run slower on loads of x that split cache lines (2 bits: ~8%) */
 	void *W = NULL, *x = NULL, *scratch = NULL;
-	double rate = -1, v[5];
+	double seconds = -1, v[5];
 	if (!row || !y || posix_memalign(&x, 64, IC * sizeof(float)) ||
 	    posix_memalign(&scratch, 64, rl_qgemv_scratch(IC, 1) * sizeof(float)) ||
-	    posix_memalign(&W, 64, (size_t)OC * rb)) {
+	    posix_memalign(&W, 64, mb * (size_t)copies)) {
 		W = NULL;
-		rl_seterr("kernel rate of %s: out of memory for %zu bytes", rl_dtypes[dt].name, (size_t)OC * rb);
+		rl_seterr("kernel time of %s: out of memory for %zu bytes", rl_dtypes[dt].name, mb * (size_t)copies);
 		goto done;
 	}
 	for (int i = 0; i < IC; i++) {
 		((float *)x)[i] = (float)((i * 37) % 101 - 50) / 50.0f;
 		row[i] = (float)((i * 53) % 97 - 48) / 480.0f;
 	}
-	for (int r = 0; r < DISTINCT; r++) {
-		row[r] += 0.001f;
+	for (int r = 0; r < DISTINCT && r < OC; r++) {
+		row[r % IC] += 0.001f;
 		rl_dtypes[dt].from_float(row, (char *)W + (size_t)r * rb, IC);
 	}
 	for (int r = DISTINCT; r < OC; r++)
 		memcpy((char *)W + (size_t)r * rb, (char *)W + (size_t)(r % DISTINCT) * rb, rb);
+	for (int c = 1; c < copies; c++)
+		memcpy((char *)W + (size_t)c * mb, W, mb);
 	for (int k = -1; k < 5; k++) {
 		double t0 = now();
-		if (dt == RL_F32)
-			rl_gemm_rows_f32(OC, IC, W, 1, x, IC, y, (size_t)OC);
-		else if (rl_dtype_fused(dt))
-			rl_qgemm_rows(dt, OC, IC, W, 1, x, IC, y, (size_t)OC, scratch);
-		else
-			rl_dqgemm_rows(dt, OC, IC, W, 1, x, IC, y, (size_t)OC);
-		double t = now() - t0;
+		for (int c = 0; c < copies; c++) {
+			const void *Wc = (const char *)W + (size_t)c * mb;
+			if (dt == RL_F32)
+				rl_gemm_rows_f32(OC, IC, Wc, 1, x, IC, y, (size_t)OC);
+			else if (rl_dtype_fused(dt))
+				rl_qgemm_rows(dt, OC, IC, Wc, 1, x, IC, y, (size_t)OC, scratch);
+			else
+				rl_dqgemm_rows(dt, OC, IC, Wc, 1, x, IC, y, (size_t)OC);
+		}
+		double t = (now() - t0) / copies;
 		if (k >= 0)
-			v[k] = (double)OC * IC / (t > 0 ? t : 1e-9);
+			v[k] = (t > 0 ? t : 1e-9) * sh.oc / OC;
 	}
-	rate = rl_median(v, 5);
+	seconds = rl_median(v, 5);
 done:
 	free(x);
 	free(row);
 	free(y);
 	free(scratch);
 	free(W);
-	return rate;
+	return seconds;
 }
 
-static void empty_part(void *arg, int64_t i0, int64_t i1)
+static int same_shape(rl_roofline_shape a, rl_roofline_shape b)
 {
-	(void)arg;
-	(void)i0;
-	(void)i1;
+	return a.dt == b.dt && a.oc == b.oc && a.ic == b.ic;
 }
 
-/* Seconds of the pool's hand-off for one loop over all threads: the median
- * of 5 means of 2000 empty loops. */
-static double call_overhead(int threads)
+double rl_hw_product_time(const rl_hw *hw, rl_roofline_shape s)
 {
-	double v[5];
-	for (int k = 0; k < 5; k++) {
-		double t0 = now();
-		for (int i = 0; i < 2000; i++)
-			rl_parallel_for(threads, 1, empty_part, NULL);
-		v[k] = (now() - t0) / 2000;
-	}
-	return rl_median(v, 5);
+	for (int i = 0; i < hw->nkernels; i++)
+		if (same_shape(hw->kernels[i].s, s))
+			return hw->kernels[i].seconds;
+	return 0;
 }
 
-double rl_hw_rate(const rl_hw *hw, int dt, int ic)
+/* Measures shape s unless hw has it already. */
+static int add_kernel(rl_hw *hw, rl_roofline_shape s, size_t bytes)
 {
-	const rl_kernel_rate *best = NULL;
-	for (int i = 0; i < hw->nrates; i++) {
-		const rl_kernel_rate *r = &hw->rates[i];
-		if (r->dt == dt && (!best || abs(r->ic - ic) < abs(best->ic - ic)))
-			best = r;
-	}
-	return best ? best->rate : 0;
-}
-
-/* Measures dt at rows of ic unless hw has that pair already. */
-static int add_rate(rl_hw *hw, int dt, int ic, size_t bytes)
-{
-	for (int j = 0; j < hw->nrates; j++)
-		if (hw->rates[j].dt == dt && hw->rates[j].ic == ic)
-			return 0;
-	if (hw->nrates == RL_HW_RATES) {
-		rl_seterr("kernel rates: more than %d formats and row lengths", RL_HW_RATES);
+	if (rl_hw_product_time(hw, s) > 0)
+		return 0;
+	if (hw->nkernels == RL_HW_KERNELS) {
+		rl_seterr("kernel times: more than %d product shapes", RL_HW_KERNELS);
 		return -1;
 	}
-	rl_kernel_rate *r = &hw->rates[hw->nrates];
-	if ((r->rate = kernel_rate((rl_dtype)dt, ic, bytes)) <= 0)
+	rl_kernel_time *kt = &hw->kernels[hw->nkernels];
+	if ((kt->seconds = product_time(s, bytes)) <= 0)
 		return -1;
-	r->dt = dt;
-	r->ic = ic;
-	hw->nrates++;
+	kt->s = s;
+	hw->nkernels++;
 	return 0;
 }
 
@@ -241,13 +233,11 @@ int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const rl_roofline_
 	hw->bw = bw * 1e9;
 	hw->bw1 = bw1 * 1e9;
 	hw->flops = gf * 1e9;
-	hw->call = call_overhead(threads);
 	/* the embedding's rows are read, not multiplied */
 	for (int i = 0; i < nw; i++)
 		for (int k = 0; k < RL_RC_N; k++)
-			for (int dt = 0; dt < RL_NDTYPES; dt++)
-				if (k != RL_RC_EMBD && w[i]->row_len[k][dt] > 0 &&
-				    add_rate(hw, dt, w[i]->row_len[k][dt], bytes / 2))
+			for (int j = 0; k != RL_RC_EMBD && j < w[i]->nshapes[k]; j++)
+				if (add_kernel(hw, w[i]->shapes[k][j], bytes))
 					return -1;
 	return 0;
 }
@@ -275,11 +265,24 @@ static int class_of(const char *name)
 	return -1;
 }
 
-/* a class's longest row in format dt */
-static void note_row(rl_roofline_weights *w, int k, rl_dtype dt, uint64_t cols)
+/* one more product of OC rows of IC in class k, format dt */
+static int add_product(rl_roofline_weights *w, int k, rl_dtype dt, uint64_t OC, uint64_t IC)
 {
-	if ((int)cols > w->row_len[k][dt])
-		w->row_len[k][dt] = (int)cols;
+	rl_roofline_shape s = { (int)dt, (int)OC, (int)IC };
+	int j = 0;
+	while (j < w->nshapes[k] && !same_shape(w->shapes[k][j], s))
+		j++;
+	if (j == w->nshapes[k]) {
+		if (j == RL_CLASS_SHAPES) {
+			rl_seterr("roofline: more than %d formats and shapes of %s matrices", RL_CLASS_SHAPES,
+				  rl_roofline_class_names[k]);
+			return -1;
+		}
+		w->shapes[k][j] = s;
+		w->nshapes[k]++;
+	}
+	w->products[k][j]++;
+	return 0;
 }
 
 int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int kv_bytes, rl_roofline_weights *w)
@@ -322,24 +325,24 @@ int rl_roofline_tally(const rl_model *m, rl_policy *policy, int lora_rank, int k
 			if (t == m->output) {
 				w->weights[RL_RC_OUTPUT][dt] += n;
 				w->bytes[RL_RC_OUTPUT][dt] += bytes;
-				w->calls[RL_RC_OUTPUT]++;
-				note_row(w, RL_RC_OUTPUT, dt, cols);
+				if (add_product(w, RL_RC_OUTPUT, dt, rows, cols))
+					return -1;
 			}
 			continue;
 		}
 		w->weights[k][dt] += n;
 		w->bytes[k][dt] += bytes;
-		if (t->ndim == 2) {
-			w->calls[k]++;
-			note_row(w, k, dt, cols);
-		}
+		if (t->ndim == 2 && add_product(w, k, dt, rows, cols))
+			return -1;
 		int qbits = rl_dtypes[dt].qbits;
 		if (lora_rank > 0 && t->ndim == 2 && k != RL_RC_OUTPUT && qbits > 0 && qbits < 4) {
 			double a = (double)lora_rank * ((double)rows + (double)cols);
 			w->weights[RL_RC_LORA][RL_F32] += a;
-			note_row(w, RL_RC_LORA, RL_F32, cols);
 			w->bytes[RL_RC_LORA][RL_F32] += 4 * a;
-			w->calls[RL_RC_LORA] += 2;
+			/* A (r, IC), then B (OC, r) */
+			if (add_product(w, RL_RC_LORA, RL_F32, (uint64_t)lora_rank, cols) ||
+			    add_product(w, RL_RC_LORA, RL_F32, rows, (uint64_t)lora_rank))
+				return -1;
 		}
 	}
 	return 0;
@@ -384,10 +387,10 @@ int rl_roofline_decode(const rl_roofline_weights *w, const rl_hw *hw, int ctx, i
 		for (int dt = 0; dt < RL_NDTYPES; dt++) {
 			bytes += w->bytes[k][dt];
 			n += w->weights[k][dt];
-			double rate = w->weights[k][dt] > 0 ? rl_hw_rate(hw, dt, w->row_len[k][dt]) : 0;
-			if (rate > 0)
-				kernel += B * w->weights[k][dt] / rate;
 		}
+		/* a batch's vectors taken one by one, as the measured kernels take one */
+		for (int j = 0; j < w->nshapes[k]; j++)
+			kernel += B * w->products[k][j] * rl_hw_product_time(hw, w->shapes[k][j]);
 		if (k == RL_RC_EMBD) {
 			/* each token its own row, dequantized: no multiply-adds */
 			cc->bytes = bytes;
@@ -397,7 +400,7 @@ int rl_roofline_decode(const rl_roofline_weights *w, const rl_hw *hw, int ctx, i
 		/* one step reads the weights once for the batch */
 		cc->bytes = bytes / B;
 		cc->flops = 2.0 * n;
-		cc->time = (max3(bytes / hw->bw, 2.0 * n * B / hw->flops, kernel, &cc->bound) + w->calls[k] * hw->call) / B;
+		cc->time = max3(bytes / hw->bw, 2.0 * n * B / hw->flops, kernel, &cc->bound) / B;
 	}
 	for (int k = 0; k < RL_RC_N; k++) {
 		s->bytes += s->cls[k].bytes;

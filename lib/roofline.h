@@ -2,9 +2,9 @@
  * generated token, and the decode and prefill speed a machine's limits allow.
  *
  * A step's time is the sum over layer classes of each class's roofline time,
- * max(bytes / bandwidth, FLOPs / peak FLOP/s), and, when the kernels' rates
- * were measured (rl_roofline_measure), the time our decode kernel needs for
- * the class's weights at their row length, whichever is longest. When every
+ * max(bytes / bandwidth, FLOPs / peak FLOP/s), and, when the kernels were
+ * measured (rl_roofline_measure), the time our decode kernels take for the
+ * class's products, whichever is longest. When every
  * class sits on the same side of the ridge (any decode at batch 1) the sum is
  * the plain 1 / max(bytes / bandwidth, FLOPs / peak) of the whole model.
  *
@@ -30,29 +30,35 @@ typedef enum {
 
 extern const char *const rl_roofline_class_names[RL_RC_N];
 
-/* Our decode kernel's weights/s for one format and row length (N = 1, all
- * threads, weights streamed from memory). The row length matters: a row's
- * share of the vector leaves the L1 cache beyond a few thousand. */
+/* One matrix product of decode: format, rows (OC) and row length (IC). */
 typedef struct {
-	int dt, ic;
-	double rate;
-} rl_kernel_rate;
+	int dt, oc, ic;
+} rl_roofline_shape;
 
-enum { RL_HW_RATES = 32 };
+/* The seconds one product of that shape takes as decode calls it: one
+ * vector, the pool's threads and their hand-off, the weights read from
+ * memory (a different copy each call, as each layer has its own). The shape
+ * matters: a small product spends more of its time handing off and waiting
+ * for the slower thread, and a long row's share of the vector leaves the L1
+ * cache. */
+typedef struct {
+	rl_roofline_shape s;
+	double seconds;
+} rl_kernel_time;
 
-/* A machine. rates[] (nrates of them, measured only) our kernels' rates for
- * the formats and row lengths of the models measured for; bw1 the read
- * bandwidth of one thread (the attention of a single sequence runs on one),
- * 0: bw. */
+enum { RL_HW_KERNELS = 64 };
+
+/* A machine. kernels[] (nkernels of them, measured only) our kernels' times
+ * for the products of the models measured for; bw1 the read bandwidth of one
+ * thread (the attention of a single sequence runs on one), 0: bw. */
 typedef struct {
 	char name[64];
 	const char *about;     /* the device, and where its figures come from */
 	double bw, flops;      /* peak read bandwidth (bytes/s), peak FLOP/s */
 	double bw1;
-	double call;           /* seconds of the pool's hand-off per matrix product, 0: none */
 	int measured;
-	rl_kernel_rate rates[RL_HW_RATES];
-	int nrates;
+	rl_kernel_time kernels[RL_HW_KERNELS];
+	int nkernels;
 } rl_hw;
 
 /* The built-in devices, n of them. */
@@ -67,22 +73,24 @@ int rl_hw_parse(const char *spec, rl_hw *hw);
 typedef struct rl_roofline_weights rl_roofline_weights;
 
 /* Measures this machine with the threads rl_set_threads gave: read bandwidth
- * over bytes (all threads, and one), sgemm FLOP/s, our decode kernels' rate
- * for every format and row length the nw tallies' matrices use (as decode
- * runs them: the pool's threads over a matrix of bytes / 2, from memory), and
- * the pool's hand-off per call. -1 after rl_seterr. */
+ * over bytes (all threads, and one), sgemm FLOP/s, and the time of every
+ * product shape the nw tallies hold as decode runs it (rl_kernel_time; two
+ * or more copies of a shape span bytes, of a part of its rows when one is
+ * larger than bytes / 2). -1 after rl_seterr. */
 int rl_roofline_measure(rl_hw *hw, int threads, size_t bytes, const rl_roofline_weights *const *w, int nw);
-/* The measured rate of format dt at rows of ic: the one measured at that
- * length, else at the nearest; 0 when dt was not measured. */
-double rl_hw_rate(const rl_hw *hw, int dt, int ic);
+/* The measured seconds of one product of shape s; 0 when it was not measured. */
+double rl_hw_product_time(const rl_hw *hw, rl_roofline_shape s);
+
+enum { RL_CLASS_SHAPES = 24 };
 
 /* What a model moves: per layer class and format, the weights and their
  * stored bytes, and the shapes attention and the KV cache need. */
 struct rl_roofline_weights {
 	double weights[RL_RC_N][RL_NDTYPES];
 	double bytes[RL_RC_N][RL_NDTYPES];
-	int row_len[RL_RC_N][RL_NDTYPES]; /* the class's longest row in that format (its matrices' IC) */
-	double calls[RL_RC_N];      /* matrix products per token (the pool's hand-offs) */
+	rl_roofline_shape shapes[RL_RC_N][RL_CLASS_SHAPES]; /* the class's distinct products ... */
+	double products[RL_RC_N][RL_CLASS_SHAPES];          /* ... and how many of each a token runs */
+	int nshapes[RL_RC_N];
 	double stored_bytes;        /* every tensor as stored (the file's payload) */
 	int n_layers, n_heads, head_dim, kv_dim, lora_rank;
 	int kv_bytes;               /* bytes of one cached K or V element */

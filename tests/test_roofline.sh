@@ -96,19 +96,42 @@ check hw_list sh -c "'$R' --hw list | grep -q h100-sxm"
 
 # --measure: this host's figures, each positive
 "$R" --model "$TMP/tiny.json" --measure -t 1 --ctx 0 --json > "$TMP/x.json" 2>/dev/null
-if [ "$(jget "$TMP/x.json" "j['hw']['measured'] and j['hw']['bw_gb_s'] > 0 and j['hw']['tflops'] > 0 and all(r['weights_per_s'] > 0 for r in j['hw']['kernel_rates']) and j['rows'][0]['decode']['policy']['tokens_per_s'] > 0" 2>&1)" = True ]; then
+if [ "$(jget "$TMP/x.json" "j['hw']['measured'] and j['hw']['bw_gb_s'] > 0 and j['hw']['tflops'] > 0 and all(r['weights_per_s'] > 0 for r in j['hw']['kernels']) and j['rows'][0]['decode']['policy']['tokens_per_s'] > 0" 2>&1)" = True ]; then
 	pass measure
 else
 	fail measure "$(head -c 300 "$TMP/x.json")"
 fi
-# ... one kernel rate for each format and row length the matrices use (W4/W2-GateUp
-# and the q4 baseline: gate/up q2g32 and q4g32 at rows of 64, down q4g32 at 128, the
-# classifier q8g32 at 64), no more
-if [ "$(jget "$TMP/x.json" "sorted((r['format'], r['row']) for r in j['hw']['kernel_rates'])" 2>&1)" = \
-	"[('q2g32', 64), ('q4g32', 64), ('q4g32', 128), ('q8g32', 64)]" ]; then
-	pass measure_rates_per_row_length
+# ... one kernel time for each product shape the matrices use (W4/W2-GateUp and the
+# q4 baseline: q and attn_output q4g32 64x64, k and v 32x64, gate/up q2g32 and q4g32
+# 128x64, down q4g32 64x128, the classifier q8g32 300x64), no more
+if [ "$(jget "$TMP/x.json" "sorted((r['format'], r['rows'], r['row']) for r in j['hw']['kernels'])" 2>&1)" = \
+	"[('q2g32', 128, 64), ('q4g32', 32, 64), ('q4g32', 64, 64), ('q4g32', 64, 128), ('q4g32', 128, 64), ('q8g32', 300, 64)]" ]; then
+	pass measure_kernels_per_shape
 else
-	fail measure_rates_per_row_length "$(jget "$TMP/x.json" "j['hw']['kernel_rates']" 2>&1)"
+	fail measure_kernels_per_shape "$(jget "$TMP/x.json" "j['hw']['kernels']" 2>&1)"
+fi
+# ... and a class's decode time is the longer of its bytes over the bandwidth and
+# its products' measured times (2 layers: q, attn_output, down 2 each, k and v 4,
+# gate and up 4), tallied here from the shapes above
+cat > "$TMP/classes.py" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+t = {(k['format'], k['rows'], k['row']): k['seconds'] for k in j['hw']['kernels']}
+bw = j['hw']['bw_gb_s'] * 1e9
+want = {'attn_qkv': 2 * t['q4g32', 64, 64] + 4 * t['q4g32', 32, 64],
+	'attn_output': 2 * t['q4g32', 64, 64],
+	'ffn_gate_up': 4 * t['q2g32', 128, 64],
+	'ffn_down': 2 * t['q4g32', 64, 128],
+	'output': t['q8g32', 300, 64]}
+c = j['rows'][0]['decode']['policy']['classes']
+bad = [k for k, v in want.items()
+       if abs(c[k]['time_s'] - max(v, c[k]['bytes'] / bw)) > 1e-9 * c[k]['time_s']]
+print(bad or 'ok')
+EOF
+if [ "$($PY "$TMP/classes.py" "$TMP/x.json" 2>&1)" = ok ]; then
+	pass measure_class_time_from_kernels
+else
+	fail measure_class_time_from_kernels "$($PY "$TMP/classes.py" "$TMP/x.json" 2>&1)"
 fi
 
 # bad input
