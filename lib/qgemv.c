@@ -1113,10 +1113,12 @@ int rl_qgemm_rows_act(rl_dtype dt, int OC, int IC, const void *W, int N, const f
 			j.rows = b == 2 ? rows8_avx2_2 : b == 4 ? rows8_avx2_4 : rows8_avx2_8;
 		} else if (isa == ISA_AVX512) {
 			j.rows = b == 2 ? rows_avx512_2 : b == 4 ? rows_avx512_4 : rows_avx512_8;
-			j.xorder = b == 4 ? XORDER_AVX512_4 : XORDER_NATURAL;
+			if (b == 4)
+				j.xorder = XORDER_AVX512_4;
 		} else {
 			j.rows = b == 2 ? rows_avx2_2 : b == 4 ? rows_avx2_4 : rows_avx2_8;
-			j.xorder = b == 4 ? XORDER_AVX2_4 : XORDER_NATURAL;
+			if (b == 4)
+				j.xorder = XORDER_AVX2_4;
 		}
 	}
 #endif
