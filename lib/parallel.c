@@ -19,37 +19,53 @@
  * idle worker sleeps */
 enum { MAX_THREADS = 256, SPIN = 4000, YIELDS = 200 };
 
-/* A loop is cut into P.parts fixed ranges; threads claim them one at a time, so
- * a thread that is late (descheduled on a busy machine) holds up nobody: the
- * others take its ranges. Who runs a range never changes what it computes. */
+/* A loop is cut into P.parts fixed ranges, dealt out in order as shares:
+ * thread t (the caller is 0) owns parts [t parts / T, (t + 1) parts / T) and
+ * runs its own from the first, so each thread streams one contiguous stretch
+ * of the data; a thread whose share is done takes the next unclaimed part of
+ * another share. A thread that is late (descheduled on a busy machine) or
+ * slower (its core shared with other work, a laptop's efficiency core) holds up
+ * nobody: the others take what is left of its share. Who runs a part never
+ * changes what it computes. */
+enum { PARTS_MAX = 0xffff };  /* parts of a loop at most (part indices take 16 bits) */
+
+/* A share's state, one word: the loop's generation << 32 | its next part << 16 |
+ * its end. Claiming a part is a compare-and-swap that also checks the generation,
+ * so a thread still looking at a finished loop claims nothing of the next. */
+typedef struct {
+	_Alignas(64) _Atomic uint64_t w; /* a cache line each: the threads claim apart */
+} share;
+
 static struct {
 	int nthreads;            /* including the caller */
 	int started;             /* workers running: threads 1..started */
 	pthread_t tid[MAX_THREADS];
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	_Atomic uint64_t work;   /* loop generation << 32 | next range to claim */
+	_Atomic uint64_t work;   /* loop generation << 32 */
 	atomic_int done;         /* ranges finished in the current loop */
 	atomic_int sleepers;     /* workers waiting on P.wake */
-	atomic_int parts;        /* ranges in the current loop */
-	int quit;
+	atomic_int quit;         /* atomic: a worker that ran no part of the last loop reads it unsynchronized */
 	uint32_t gen_at_start;   /* generation when the workers were created */
 	/* the current loop, written before its generation is published */
 	void (*fn)(void *, int64_t, int64_t);
 	void *arg;
 	int64_t n, grain;
+	atomic_int parts, shares; /* atomic: a thread done with the loop may still read them */
+	share share[MAX_THREADS];
 } P = { .nthreads = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 static _Thread_local int in_loop;
 
 static inline uint32_t generation(uint64_t w) { return (uint32_t)(w >> 32); }
 
-static void run_part(int t, int parts)
+/* part i of parts: the grain-sized chunks dealt as evenly as they go */
+static void run_part(int i, int parts)
 {
 	int64_t chunks = (P.n + P.grain - 1) / P.grain;
 	int64_t per = chunks / parts, extra = chunks % parts;
-	int64_t c0 = t * per + (t < extra ? t : extra);
-	int64_t c1 = c0 + per + (t < extra);
+	int64_t c0 = i * per + (i < extra ? i : extra);
+	int64_t c1 = c0 + per + (i < extra);
 	int64_t b = c0 * P.grain, e = c1 * P.grain;
 	if (e > P.n)
 		e = P.n;
@@ -57,25 +73,36 @@ static void run_part(int t, int parts)
 		P.fn(P.arg, b, e);
 }
 
-/* runs ranges of loop g until none is left to claim */
-static void claim_parts(uint32_t g)
+/* A part of loop g for thread t: the next of its own share, else of the
+ * others' in turn; -1 when none is left */
+static int claim(uint32_t g, int t)
 {
-	for (;;) {
-		uint64_t w = atomic_load_explicit(&P.work, memory_order_acquire);
-		int parts = atomic_load_explicit(&P.parts, memory_order_relaxed);
-		if (generation(w) != g || (int)(uint32_t)w >= parts)
-			return;
-		/* success means loop g was still current: parts and the loop's fields are its own */
-		if (!atomic_compare_exchange_weak_explicit(&P.work, &w, w + 1, memory_order_acq_rel, memory_order_relaxed))
-			continue;
-		run_part((int)(uint32_t)w, parts);
+	int T = atomic_load_explicit(&P.shares, memory_order_relaxed);
+	for (int k = 0; k < T; k++) {
+		share *s = &P.share[(t + k) % T];
+		uint64_t w = atomic_load_explicit(&s->w, memory_order_acquire);
+		while (generation(w) == g && ((w >> 16) & PARTS_MAX) < (w & PARTS_MAX))
+			if (atomic_compare_exchange_weak_explicit(&s->w, &w, w + (1u << 16), memory_order_acq_rel,
+								  memory_order_acquire))
+				return (int)((w >> 16) & PARTS_MAX);
+		if (generation(w) != g)
+			return -1; /* loop g is over: a later one has been dealt */
+	}
+	return -1;
+}
+
+/* runs parts of loop g until none is left to claim */
+static void claim_parts(uint32_t g, int t)
+{
+	for (int i; (i = claim(g, t)) >= 0;) {
+		run_part(i, atomic_load_explicit(&P.parts, memory_order_relaxed));
 		atomic_fetch_add_explicit(&P.done, 1, memory_order_release);
 	}
 }
 
 static void *worker(void *p)
 {
-	(void)p;
+	int t = (int)(intptr_t)p;
 	uint32_t seen = P.gen_at_start; /* not the current one: the first loop may have begun already */
 	in_loop = 1;
 	for (;;) {
@@ -97,9 +124,9 @@ static void *worker(void *p)
 			}
 		}
 		seen = generation(w);
-		if (P.quit)
+		if (atomic_load_explicit(&P.quit, memory_order_relaxed))
 			return NULL;
-		claim_parts(seen);
+		claim_parts(seen, t);
 	}
 }
 
@@ -134,7 +161,7 @@ static void start_workers(void)
 {
 	P.gen_at_start = generation(atomic_load(&P.work));
 	while (P.started + 1 < P.nthreads) {
-		if (pthread_create(&P.tid[P.started + 1], NULL, worker, NULL))
+		if (pthread_create(&P.tid[P.started + 1], NULL, worker, (void *)(intptr_t)(P.started + 1)))
 			break;
 		P.started++;
 	}
@@ -154,14 +181,22 @@ static void parallel_run(int64_t n, int64_t grain, int64_t max_parts, void (*fn)
 	}
 	if (P.started + 1 < P.nthreads)
 		start_workers();
+	int T = P.nthreads;
+	if (max_parts > PARTS_MAX)
+		max_parts = PARTS_MAX;
 	int parts = (int)(chunks < max_parts ? chunks : max_parts);
 	P.fn = fn;
 	P.arg = arg;
 	P.n = n;
 	P.grain = grain;
 	atomic_store_explicit(&P.parts, parts, memory_order_relaxed);
+	atomic_store_explicit(&P.shares, T, memory_order_relaxed);
 	atomic_store_explicit(&P.done, 0, memory_order_relaxed);
 	uint32_t g = generation(atomic_load_explicit(&P.work, memory_order_relaxed)) + 1;
+	for (int t = 0; t < T; t++) {
+		uint64_t b = (uint64_t)((int64_t)parts * t / T), e = (uint64_t)((int64_t)parts * (t + 1) / T);
+		atomic_store_explicit(&P.share[t].w, (uint64_t)g << 32 | b << 16 | e, memory_order_relaxed);
+	}
 	atomic_store(&P.work, (uint64_t)g << 32); /* publishes the fields above */
 	if (atomic_load(&P.sleepers) > 0) {
 		pthread_mutex_lock(&P.lock);
@@ -169,7 +204,7 @@ static void parallel_run(int64_t n, int64_t grain, int64_t max_parts, void (*fn)
 		pthread_mutex_unlock(&P.lock);
 	}
 	in_loop = 1;
-	claim_parts(g);
+	claim_parts(g, 0);
 	in_loop = 0;
 	for (int spins = 0; atomic_load_explicit(&P.done, memory_order_acquire) < parts;)
 		if (++spins < SPIN)
@@ -183,9 +218,14 @@ void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *, int64_t, int64
 	parallel_run(n, grain, P.nthreads, fn, arg);
 }
 
+void rl_parallel_for_pieces(int64_t n, int64_t grain, int pieces, void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+	parallel_run(n, grain, (pieces > 1 ? (int64_t)pieces : 1) * P.nthreads, fn, arg);
+}
+
 void rl_parallel_each(int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
 {
-	parallel_run(n, 1, n < INT32_MAX ? n : INT32_MAX, fn, arg);
+	parallel_run(n, 1, n, fn, arg);
 }
 
 /* ---- f32 products whose outputs do not depend on the batch ----

@@ -14,9 +14,18 @@
 /* Runs fn(arg, begin, end) over [0, n) split into at most rl_parallel_threads()
  * contiguous ranges whose bounds are multiples of grain (except the last end). */
 void rl_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
+/* As rl_parallel_for, with each thread's contiguous share of [0, n) cut into up
+ * to pieces ranges (bounds multiples of grain), which the thread runs in order
+ * unless another, done with its own share, takes one first: for decode's
+ * products, whose threads can run at unequal speeds (a core shared with other
+ * work, a laptop's efficiency cores), while each thread still streams one
+ * stretch of the matrix. */
+void rl_parallel_for_pieces(int64_t n, int64_t grain, int pieces, void (*fn)(void *arg, int64_t begin, int64_t end),
+			    void *arg);
 /* Runs fn(arg, i, i + 1) for every i in [0, n), each claimed on its own by
- * whichever thread is free: for a few heavy items, where a thread that is
- * descheduled on a busy machine should hold up no more than the one it runs. */
+ * whichever thread is free (beyond 65,535 items, in runs of consecutive ones):
+ * for a few heavy items, where a thread that is descheduled on a busy machine
+ * should hold up no more than the one it runs. */
 void rl_parallel_each(int64_t n, void (*fn)(void *arg, int64_t begin, int64_t end), void *arg);
 
 /* n >= 1; starts or stops workers as needed. */

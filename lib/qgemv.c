@@ -1124,10 +1124,12 @@ int rl_qgemm_rows_act(rl_dtype dt, int OC, int IC, const void *W, int N, const f
 #endif
 	for (int n = 0; n < N; n++)
 		prepare(&j, n);
+	/* parts of at least 64 KiB of rows, up to eight a thread: a thread that
+	 * finishes its share early takes the rest of a slower one's */
 	int64_t grain = 16;
 	while (grain * (int64_t)rb < (64 << 10) && grain < OC)
 		grain *= 2;
-	rl_parallel_for(OC, grain, part, &j);
+	rl_parallel_for_pieces(OC, grain, 8, part, &j);
 	return 0;
 }
 

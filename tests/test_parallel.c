@@ -1,6 +1,10 @@
 /* test_parallel: the worker pool covers every index once, whatever the thread
- * count and grain; the f32 matrix-vector product matches a double-precision sum. */
+ * count, grain and pieces; a thread done with its own share takes the rest of a
+ * slow one's, after its own in order; the f32 matrix-vector product matches a
+ * double-precision sum. */
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +25,37 @@ static void cover(void *arg, int64_t b, int64_t e)
 		__atomic_add_fetch(&j->misaligned, 1, __ATOMIC_RELAXED);
 	for (int64_t i = b; i < e; i++)
 		__atomic_add_fetch(&j->hits[i], 1, __ATOMIC_RELAXED);
+}
+
+/* Items 0-15 on two threads, eight pieces each: the caller (share 0-7) stops in
+ * its first item until the worker has run nine, which it can only by taking
+ * items of the caller's share once its own 8-15 are done. */
+typedef struct {
+	pthread_t caller;
+	int order[16], worker_ran, caller_ran, timed_out;
+} steal_job;
+
+static void steal_item(void *arg, int64_t b, int64_t e)
+{
+	steal_job *j = arg;
+	for (int64_t i = b; i < e; i++) {
+		if (pthread_equal(pthread_self(), j->caller)) {
+			__atomic_add_fetch(&j->caller_ran, 1, __ATOMIC_RELAXED);
+			struct timespec t0, t;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			while (!j->timed_out && __atomic_load_n(&j->worker_ran, __ATOMIC_ACQUIRE) < 9) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				if (t.tv_sec - t0.tv_sec > 20) {
+					j->timed_out = 1;
+					break;
+				}
+			}
+		} else {
+			int k = __atomic_fetch_add(&j->worker_ran, 1, __ATOMIC_ACQ_REL);
+			if (k < 16)
+				j->order[k] = (int)i;
+		}
+	}
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -46,11 +81,15 @@ int main(void)
 				for (int rep = 0; rep < 3; rep++) {
 					int64_t n = sizes[s];
 					cover_job j = { grains[g], calloc((size_t)n, sizeof(int)), 0 };
-					rl_parallel_for(n, grains[g], cover, &j);
+					if (rep == 0)
+						rl_parallel_for(n, grains[g], cover, &j);
+					else
+						rl_parallel_for_pieces(n, grains[g], rep == 1 ? 3 : 8, cover, &j);
 					for (int64_t i = 0; i < n; i++)
 						if (j.hits[i] != 1 && !cover_bad++)
-							snprintf(why, sizeof why, "threads %d n %lld grain %lld: index %lld run %d times",
-								 threads[t], (long long)n, (long long)grains[g], (long long)i, j.hits[i]);
+							snprintf(why, sizeof why, "threads %d n %lld grain %lld pieces %d: index %lld run %d times",
+								 threads[t], (long long)n, (long long)grains[g], rep ? 5 * rep - 2 : 1,
+								 (long long)i, j.hits[i]);
 					if (j.misaligned && !cover_bad++)
 						snprintf(why, sizeof why, "threads %d n %lld grain %lld: a range starts off the grain",
 							 threads[t], (long long)n, (long long)grains[g]);
@@ -58,6 +97,34 @@ int main(void)
 				}
 	}
 	CHECK(cover_bad == 0, "parallel_for_covers_each_index_once", "%s", why);
+
+	/* more items than a loop has parts (65,535): each still runs once */
+	rl_parallel_set_threads(3);
+	{
+		int64_t n = 70001;
+		cover_job j = { 1, calloc((size_t)n, sizeof(int)), 0 };
+		rl_parallel_each(n, cover, &j);
+		int64_t bad = 0;
+		for (int64_t i = 0; i < n; i++)
+			bad += j.hits[i] != 1;
+		CHECK(bad == 0, "parallel_each_beyond_parts_covers_each_once", "%lld of %lld items not run exactly once",
+		      (long long)bad, (long long)n);
+		free(j.hits);
+	}
+
+	/* a slow thread's share: the other runs its own share first, in order, then takes the rest */
+	rl_parallel_set_threads(2);
+	{
+		steal_job j = { .caller = pthread_self() };
+		rl_parallel_for_pieces(16, 1, 8, steal_item, &j);
+		int own_in_order = j.worker_ran >= 8;
+		for (int k = 0; k < 8 && own_in_order; k++)
+			own_in_order = j.order[k] == 8 + k;
+		CHECK(!j.timed_out && j.worker_ran + j.caller_ran == 16 && own_in_order,
+		      "parallel_pieces_taken_from_a_slow_thread",
+		      "worker ran %d items (first %d %d %d), caller %d%s", j.worker_ran, j.order[0], j.order[1], j.order[2],
+		      j.caller_ran, j.timed_out ? "; the worker never took the caller's items" : "");
+	}
 
 	/* shapes with ragged edges: rows not a multiple of 4, columns not of 16 */
 	static const int shapes[][2] = { { 1, 1 }, { 3, 7 }, { 4, 16 }, { 5, 17 }, { 37, 100 }, { 1000, 64 }, { 2051, 1027 } };
