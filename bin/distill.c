@@ -136,23 +136,6 @@ static double now(void)
 
 static uint64_t mix64(uint64_t x) { return rl_splitmix64(&x); }
 
-/* an option's value, or a usage error naming the option */
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-	long v;
-	if (rl_parse_long(s, lo, hi, &v))
-		errx(2, "%s %s: not an integer from %ld to %ld", opt, s, lo, hi);
-	return v;
-}
-
-static double parse_double(const char *opt, const char *s, double lo, double hi)
-{
-	double v;
-	if (rl_parse_double(s, lo, hi, &v))
-		errx(2, "%s %s: not a number from %g to %g", opt, s, lo, hi);
-	return v;
-}
-
 /* Element i of an unaligned array of little-endian int32 (a message's bin) */
 static int32_t get_i32(const void *p, size_t i)
 {
@@ -552,27 +535,27 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "r:t:o:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'r': rank = parse_long("-r", optarg, 1, 4096); rank_set = 1; break;
-		case O_ALPHA: alpha = parse_double("--alpha", optarg, 1e-6, 1e6); break;
+		case 'r': rank = rl_opt_long("-r", optarg, 1, 4096); rank_set = 1; break;
+		case O_ALPHA: alpha = rl_opt_double("--alpha", optarg, 1e-6, 1e6); break;
 		case O_TARGETS: targets = optarg; break;
-		case O_LR: lr = parse_double("--lr", optarg, 1e-9, 10); break;
-		case O_EPOCHS: epochs = parse_long("--epochs", optarg, 0, 100000); break;
-		case O_BT: batch_tokens = parse_long("--batch-tokens", optarg, 1, 1 << 24); break;
-		case O_ACCUM: accum = parse_long("--accum", optarg, 1, 1 << 20); break;
-		case O_WARMUP: warmup = parse_long("--warmup", optarg, 0, 1L << 40); break;
-		case O_MINLR: min_ratio = parse_double("--min-lr-ratio", optarg, 0, 1); break;
-		case O_CLIP: clip = parse_double("--clip", optarg, 0, 1e9); break;
-		case O_WD: wd = parse_double("--weight-decay", optarg, 0, 10); break;
-		case O_TAU: tau = parse_double("--tau", optarg, 0.05, 100); break;
-		case O_CE: ce_mix = parse_double("--ce", optarg, 0, 1); break;
-		case O_HELD: heldout = parse_double("--heldout", optarg, 0, 0.9); break;
-		case O_EVAL: eval_every = parse_long("--eval-every", optarg, 0, 1L << 40); break;
+		case O_LR: lr = rl_opt_double("--lr", optarg, 1e-9, 10); break;
+		case O_EPOCHS: epochs = rl_opt_long("--epochs", optarg, 0, 100000); break;
+		case O_BT: batch_tokens = rl_opt_long("--batch-tokens", optarg, 1, 1 << 24); break;
+		case O_ACCUM: accum = rl_opt_long("--accum", optarg, 1, 1 << 20); break;
+		case O_WARMUP: warmup = rl_opt_long("--warmup", optarg, 0, 1L << 40); break;
+		case O_MINLR: min_ratio = rl_opt_double("--min-lr-ratio", optarg, 0, 1); break;
+		case O_CLIP: clip = rl_opt_double("--clip", optarg, 0, 1e9); break;
+		case O_WD: wd = rl_opt_double("--weight-decay", optarg, 0, 10); break;
+		case O_TAU: tau = rl_opt_double("--tau", optarg, 0.05, 100); break;
+		case O_CE: ce_mix = rl_opt_double("--ce", optarg, 0, 1); break;
+		case O_HELD: heldout = rl_opt_double("--heldout", optarg, 0, 0.9); break;
+		case O_EVAL: eval_every = rl_opt_long("--eval-every", optarg, 0, 1L << 40); break;
 		case O_SEED:
 			if (rl_parse_seed(optarg, &seed))
 				errx(2, "--seed %s: not a non-negative integer", optarg);
 			break;
 		case O_CKPT: ckpt = optarg; break;
-		case O_CKEVERY: ckpt_every = parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
+		case O_CKEVERY: ckpt_every = rl_opt_long("--checkpoint-every", optarg, 1, 1L << 40); break;
 		case O_RESUME: resume = optarg; break;
 		case O_SAMPLES: samples = optarg; break;
 		case O_INIT: init = optarg; break;

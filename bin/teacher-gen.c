@@ -160,23 +160,6 @@ static void split_part(void *arg, int64_t p0, int64_t p1)
 	}
 }
 
-/* an option's value, or a usage error naming the option */
-static long parse_long(const char *opt, const char *s, long lo, long hi)
-{
-	long v;
-	if (rl_parse_long(s, lo, hi, &v))
-		errx(2, "%s %s: not an integer from %ld to %ld", opt, s, lo, hi);
-	return v;
-}
-
-static double parse_double(const char *opt, const char *s, double lo, double hi)
-{
-	double v;
-	if (rl_parse_double(s, lo, hi, &v))
-		errx(2, "%s %s: not a number from %g to %g", opt, s, lo, hi);
-	return v;
-}
-
 /* Token sequences samples start from: prompts, or pieces of documents to score. */
 typedef struct {
 	int **ids;
@@ -295,13 +278,13 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "n:k:b:t:o:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'n': n = parse_long("-n", optarg, 1, 1L << 40), n_given = 1; break;
+		case 'n': n = rl_opt_long("-n", optarg, 1, 1L << 40), n_given = 1; break;
 		case 'R': prompts_path = optarg; break;
 		case 'B': start_token = optarg; break;
 		case 'I': int8_act = 1; break;
 		case 'C': score_path = optarg; break;
-		case 'k': k = parse_long("-k", optarg, 0, 1 << 24); break;
-		case 'b': batch = parse_long("-b", optarg, 1, 4096); break;
+		case 'k': k = rl_opt_long("-k", optarg, 0, 1 << 24); break;
+		case 'b': batch = rl_opt_long("-b", optarg, 1, 4096); break;
 		case 't':
 			if ((threads = rl_parse_threads(optarg)) < 0)
 				errx(2, "-t %s: not a thread count from 1 to 1024", optarg);
@@ -316,18 +299,18 @@ int main(int argc, char **argv)
 				errx(2, "--logits %s: f16 or f32", optarg);
 			f32_logits = strcmp(optarg, "f32") == 0;
 			break;
-		case 'T': temp = parse_double("--temp", optarg, 0, 100); break;
-		case 'P': top_p = parse_double("--top-p", optarg, 1e-6, 1); break;
-		case 'K': sample_top_k = parse_long("--top-k", optarg, 0, 1 << 24); break;
-		case 'm': min_len = parse_long("--min-len", optarg, 0, 1 << 20); break;
-		case 'M': max_len = parse_long("--max-len", optarg, 2, 1 << 20); break;
+		case 'T': temp = rl_opt_double("--temp", optarg, 0, 100); break;
+		case 'P': top_p = rl_opt_double("--top-p", optarg, 1e-6, 1); break;
+		case 'K': sample_top_k = rl_opt_long("--top-k", optarg, 0, 1 << 24); break;
+		case 'm': min_len = rl_opt_long("--min-len", optarg, 0, 1 << 20); break;
+		case 'M': max_len = rl_opt_long("--max-len", optarg, 2, 1 << 20); break;
 		case 's':
 			if (strcmp(optarg, "bos") && strcmp(optarg, "qat"))
 				errx(2, "--start %s: bos or qat", optarg);
 			qat = strcmp(optarg, "qat") == 0;
 			break;
-		case 'g': qat_greedy = parse_long("--qat-greedy", optarg, 0, 1 << 20); break;
-		case 'D': kd_temp = parse_double("--kd-temp", optarg, 0.01, 100); break;
+		case 'g': qat_greedy = rl_opt_long("--qat-greedy", optarg, 0, 1 << 20); break;
+		case 'D': kd_temp = rl_opt_double("--kd-temp", optarg, 0.01, 100); break;
 		case 'H': {
 			int used = 0;
 			if (sscanf(optarg, "%ld/%ld%n", &shard_i, &shard_n, &used) != 2 || optarg[used] || shard_n < 1 ||

@@ -1,3 +1,4 @@
+#include <err.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -32,6 +33,22 @@ int rl_parse_double(const char *s, double lo, double hi, double *v)
 	char *end;
 	*v = strtod(s, &end);
 	return *s == 0 || *end || !(*v >= lo && *v <= hi) ? -1 : 0;
+}
+
+long rl_opt_long(const char *opt, const char *s, long lo, long hi)
+{
+	long v;
+	if (rl_parse_long(s, lo, hi, &v))
+		errx(2, "%s %s: not an integer from %ld to %ld", opt, s, lo, hi);
+	return v;
+}
+
+double rl_opt_double(const char *opt, const char *s, double lo, double hi)
+{
+	double v;
+	if (rl_parse_double(s, lo, hi, &v))
+		errx(2, "%s %s: not a number from %g to %g", opt, s, lo, hi);
+	return v;
 }
 
 int rl_stderr_tty(void)

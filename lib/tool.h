@@ -14,6 +14,10 @@ int rl_parse_seed(const char *s, unsigned long long *seed);
  * Return 0 and set *v, or -1 on a bad value. */
 int rl_parse_long(const char *s, long lo, long hi, long *v);
 int rl_parse_double(const char *s, double lo, double hi, double *v);
+/* The same for a tool's option opt: its value, or a usage error naming the
+ * option and the range (exit status 2). */
+long rl_opt_long(const char *opt, const char *s, long lo, long hi);
+double rl_opt_double(const char *opt, const char *s, double lo, double hi);
 /* 1 when stderr is a terminal (progress is drawn in place there). */
 int rl_stderr_tty(void);
 

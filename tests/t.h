@@ -64,6 +64,25 @@ static inline int t_batch_logits(const rl_model *m, const int *tokens, int T, fl
 	rl_forward_free(f);
 	return rc;
 }
+
+/* the same, token by token through the KV cache */
+static inline int t_decode_logits(const rl_model *m, const int *tokens, int T, float *out)
+{
+	rl_kvcache c;
+	rl_forward *f = rl_forward_new(m, 1, T);
+	if (!f || rl_kvcache_init(&c, m, 1, T)) {
+		rl_forward_free(f);
+		return -1;
+	}
+	int rc = 0;
+	for (int t = 0; t < T && !rc; t++) {
+		rl_seq s = { .slot = 0, .pos0 = t, .ntok = 1, .tokens = &tokens[t] };
+		rc = rl_forward_run(f, &c, 1, &s, out + (size_t)t * m->cfg.vocab_size);
+	}
+	rl_kvcache_free(&c);
+	rl_forward_free(f);
+	return rc;
+}
 #endif
 
 static inline int t_done(void)

@@ -23,24 +23,6 @@
 
 static char tmpdir[256];
 
-static int decode_logits(const rl_model *m, const int *tokens, int T, float *out)
-{
-	rl_kvcache c;
-	rl_forward *f = rl_forward_new(m, 1, T);
-	if (!f || rl_kvcache_init(&c, m, 1, T)) {
-		rl_forward_free(f);
-		return -1;
-	}
-	int rc = 0;
-	for (int t = 0; t < T && !rc; t++) {
-		rl_seq s = { .slot = 0, .pos0 = t, .ntok = 1, .tokens = &tokens[t] };
-		rc = rl_forward_run(f, &c, 1, &s, out + (size_t)t * m->cfg.vocab_size);
-	}
-	rl_kvcache_free(&c);
-	rl_forward_free(f);
-	return rc;
-}
-
 /* The reference file NAME.ref: "RLHF", version, nseq, V, then per sequence T, tokens, logits. */
 typedef struct {
 	int nseq, V, T[4];
@@ -101,7 +83,7 @@ static void check_logits(const rl_model *m, const reference *r, const char *what
 		if (ok) {
 			double e = t_rel_err(out, r->logits[s], n);
 			worst = e > worst ? e : worst;
-			ok = decode_logits(m, r->tokens[s], r->T[s], out) == 0;
+			ok = t_decode_logits(m, r->tokens[s], r->T[s], out) == 0;
 		}
 		if (ok) {
 			double e = t_rel_err(out, r->logits[s], n);

@@ -36,22 +36,6 @@ static int batch_logits(const rl_model *m, const int *tokens, int T, int exact, 
 	return rc ? -1 : 0;
 }
 
-static int decode_logits(const rl_model *m, const int *tokens, int T, float *out)
-{
-	rl_kvcache c;
-	rl_forward *f = rl_forward_new(m, 1, T);
-	if (!f || rl_kvcache_init(&c, m, 1, T))
-		return -1;
-	for (int t = 0; t < T; t++) {
-		rl_seq s = { .slot = 0, .pos0 = t, .ntok = 1, .tokens = &tokens[t] };
-		if (rl_forward_run(f, &c, 1, &s, out + (size_t)t * m->cfg.vocab_size))
-			return -1;
-	}
-	rl_kvcache_free(&c);
-	rl_forward_free(f);
-	return 0;
-}
-
 static int write_model(const rl_model *m, const char *path)
 {
 	rl_writer *w = rl_writer_open(path);
@@ -267,7 +251,7 @@ int main(void)
 	ok = batch_logits(&ma, tokens, T, 0, got) == 0;
 	e = ok ? t_rel_err(got, ref, (size_t)T * V) : 1;
 	CHECK(e <= 1e-5, "batched_vs_merged", "relative error %.3g (%s)", e, rl_err());
-	ok = decode_logits(&ma, tokens, T, got) == 0;
+	ok = t_decode_logits(&ma, tokens, T, got) == 0;
 	e = ok ? t_rel_err(got, ref, (size_t)T * V) : 1;
 	CHECK(e <= 1e-5, "decode_vs_merged", "relative error %.3g (%s)", e, rl_err());
 	/* batch-invariant: a sequence's logits are the same, bit for bit, with another beside it */

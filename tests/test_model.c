@@ -13,33 +13,6 @@
 #include "quant.h"
 #include "t.h"
 
-/* token-by-token through the KV cache */
-static int decode_logits(const rl_model *m, const int *tokens, int T, float *out)
-{
-	rl_kvcache c;
-	rl_forward *f = rl_forward_new(m, 1, T);
-	if (!f || rl_kvcache_init(&c, m, 1, T))
-		return -1;
-	for (int t = 0; t < T; t++) {
-		rl_seq s = { .slot = 0, .pos0 = t, .ntok = 1, .tokens = &tokens[t] };
-		if (rl_forward_run(f, &c, 1, &s, out + (size_t)t * m->cfg.vocab_size))
-			return -1;
-	}
-	rl_kvcache_free(&c);
-	rl_forward_free(f);
-	return 0;
-}
-
-static int batch_logits(const rl_model *m, const int *tokens, int T, float *out)
-{
-	rl_forward *f = rl_forward_new(m, T, T);
-	rl_seq s = { .ntok = T, .tokens = tokens };
-	if (!f || rl_forward_run(f, NULL, 1, &s, out))
-		return -1;
-	rl_forward_free(f);
-	return 0;
-}
-
 
 static void test_greedy(const rl_model *m)
 {
@@ -109,10 +82,10 @@ static void test_reference_logits(const rl_model *m)
 		return;
 	}
 	fclose(f);
-	int rc = batch_logits(m, tokens, T, a);
+	int rc = t_batch_logits(m, tokens, T, a);
 	double e = rc ? INFINITY : t_rel_err(a, ref, (size_t)T * V);
 	CHECK(e <= 1e-4, "pytorch_logits_batched", "max rel error %.3g > 1e-4 (%s)", e, rc ? rl_err() : "");
-	rc = decode_logits(m, tokens, T, b);
+	rc = t_decode_logits(m, tokens, T, b);
 	e = rc ? INFINITY : t_rel_err(b, ref, (size_t)T * V);
 	CHECK(e <= 1e-4, "pytorch_logits_decode", "max rel error %.3g > 1e-4", e);
 	e = t_rel_err(b, a, (size_t)T * V);
@@ -122,7 +95,7 @@ static void test_reference_logits(const rl_model *m)
 	rl_forward *fw = rl_forward_new(m, T + T2, T);
 	rl_seq seqs[2] = { { .ntok = T2, .tokens = tokens + 3 }, { .ntok = T, .tokens = tokens } };
 	float *c = malloc((size_t)(T + T2) * V * sizeof(float)), *alone = malloc((size_t)T2 * V * sizeof(float));
-	rc = !fw || rl_forward_run(fw, NULL, 2, seqs, c) || batch_logits(m, tokens + 3, T2, alone);
+	rc = !fw || rl_forward_run(fw, NULL, 2, seqs, c) || t_batch_logits(m, tokens + 3, T2, alone);
 	double e1 = rc ? INFINITY : t_rel_err(c, alone, (size_t)T2 * V);
 	double e2 = rc ? INFINITY : t_rel_err(c + (size_t)T2 * V, a, (size_t)T * V);
 	CHECK(e1 <= 1e-5 && e2 <= 1e-5, "packed_sequences_independent", "rel errors %.3g %.3g", e1, e2);
@@ -161,8 +134,8 @@ static void test_stream_round_trip(const rl_model *m)
 			CHECK(0, half ? "stream_round_trip_f16" : "stream_round_trip_f32", "%s", rl_err());
 			continue;
 		}
-		batch_logits(m, tokens, 16, a);
-		batch_logits(&back, tokens, 16, b);
+		t_batch_logits(m, tokens, 16, a);
+		t_batch_logits(&back, tokens, 16, b);
 		double e = t_rel_err(b, a, 16 * (size_t)V);
 		int same_tok = back.tok.vocab_size == m->tok.vocab_size && back.tok.bos_id == m->tok.bos_id;
 		for (int i = 0; same_tok && i < V; i++)
@@ -204,7 +177,7 @@ static void test_random_shape(const char *arch, const char *what, int qk_norm, i
 	for (int i = 0; i < T; i++)
 		tokens[i] = (i * 101 + 5) % c.vocab_size;
 	float *a = malloc((size_t)T * c.vocab_size * sizeof(float)), *b = malloc((size_t)T * c.vocab_size * sizeof(float));
-	int rc = batch_logits(&m, tokens, T, a) || decode_logits(&m, tokens, T, b);
+	int rc = t_batch_logits(&m, tokens, T, a) || t_decode_logits(&m, tokens, T, b);
 	double e = rc ? INFINITY : t_rel_err(b, a, (size_t)T * c.vocab_size);
 	CHECK(e <= 1e-5, name, "max rel error %.3g", e);
 	free(a);
@@ -258,7 +231,7 @@ static void test_quantized(const rl_model *m, const char *spec)
 	for (int i = 0; i < T; i++)
 		tokens[i] = (i * 53 + 1) % V;
 	float *x = malloc((size_t)T * V * sizeof(float)), *y = malloc((size_t)T * V * sizeof(float));
-	int rc = batch_logits(&q, tokens, T, x) || decode_logits(&q, tokens, T, y);
+	int rc = t_batch_logits(&q, tokens, T, x) || t_decode_logits(&q, tokens, T, y);
 	double e = rc ? INFINITY : t_rel_err(y, x, (size_t)T * V);
 	CHECK(e <= 1e-5, name, "max rel error %.3g", e);
 	test_batch_invariance(&q, spec);
