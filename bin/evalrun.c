@@ -37,11 +37,16 @@ typedef struct {
 	int has_norm;          /* mc: some item's options differ in continuation */
 } task;
 
+/* A metric of a model on a task. Its value is the sum of unit[] over n (the
+ * units are the task's documents, each the sum over its scored tokens, or its
+ * items): what pairs two models' results unit by unit in the recovery table. */
 typedef struct {
 	char model[512], task[512], metric[32];
 	int role;
 	double value, stderr_;
 	size_t n;
+	double *unit;
+	size_t nunit;
 } result;
 
 static result *results;
@@ -65,8 +70,9 @@ static void usage(FILE *f)
 		   "recovery table when --fp, --quant and --recovered are given.\n");
 }
 
-static void add_result(const char *model, int role, const char *task, const char *metric, double v,
-		       double se, size_t n)
+/* Adds a result; unit (nunit values, or NULL) becomes the result's */
+static void add_result_units(const char *model, int role, const char *task, const char *metric, double v,
+			     double se, size_t n, double *unit, size_t nunit)
 {
 	result *r = realloc(results, (nresults + 1) * sizeof *r);
 	if (!r)
@@ -80,6 +86,22 @@ static void add_result(const char *model, int role, const char *task, const char
 	r->value = v;
 	r->stderr_ = se;
 	r->n = n;
+	r->unit = unit;
+	r->nunit = unit ? nunit : 0;
+}
+
+static void add_result(const char *model, int role, const char *task, const char *metric, double v,
+		       double se, size_t n)
+{
+	add_result_units(model, role, task, metric, v, se, n, NULL, 0);
+}
+
+static double *units(size_t n)
+{
+	double *u = malloc((n ? n : 1) * sizeof *u);
+	if (!u)
+		errx(1, "out of memory");
+	return u;
 }
 
 static const result *find_result(int role, const char *model, const char *task, const char *metric)
@@ -147,28 +169,43 @@ static void load_task(task *t, int skip_bad)
 static void run_ppl(const rl_model *m, const rl_model *ref, int is_ref, const model_arg *ma, task *t, int ctx)
 {
 	rl_ppl p;
+	size_t nd = t->ndocs;
+	rl_ppl_doc *doc = malloc(nd * sizeof *doc);
+	if (!doc)
+		errx(1, "out of memory");
 	char what[1100];
 	snprintf(what, sizeof what, "%s %s", ma->arg, t->spec);
-	if (rl_eval_ppl(m, is_ref ? NULL : ref, t->docs, t->ndocs, ctx, &p, progress, what))
+	if (rl_eval_ppl(m, is_ref ? NULL : ref, t->docs, nd, ctx, &p, doc, progress, what))
 		errx(1, "%s: task %s: %s", ma->arg, t->spec, rl_err());
 	if (p.ntokens == 0)
 		errx(1, "task %s: %s has no token to predict", t->spec, t->path);
+	/* each document's sums, for the recovery's paired standard error */
+	double *u_nll = units(nd), *u_kl = ref ? units(nd) : NULL, *u_top1 = ref ? units(nd) : NULL;
+	for (size_t d = 0; d < nd; d++) {
+		u_nll[d] = doc[d].nll;
+		if (ref) { /* the reference itself: KL 0 and agreement 1, exactly */
+			u_kl[d] = is_ref ? 0.0 : doc[d].kl;
+			u_top1[d] = (double)(is_ref ? doc[d].tokens : doc[d].top1);
+		}
+	}
+	free(doc);
 	double mean = p.nll_sum / (double)p.ntokens;
 	/* standard error across documents of their mean NLL */
 	double se = mean_stderr(p.doc_nll_sum, p.doc_nll_sumsq, p.ndocs);
-	add_result(ma->arg, ma->role, t->spec, "nll", mean, se, p.ntokens);
+	add_result_units(ma->arg, ma->role, t->spec, "nll", mean, se, p.ntokens, u_nll, nd);
 	add_result(ma->arg, ma->role, t->spec, "ppl", exp(mean), isnan(se) ? NAN : exp(mean) * se, p.ntokens);
 	if (!ref)
 		return;
-	if (is_ref) { /* the reference itself: KL 0 and agreement 1, exactly */
-		add_result(ma->arg, ma->role, t->spec, "kld", 0.0, 0.0, p.ntokens);
-		add_result(ma->arg, ma->role, t->spec, "top1", 1.0, 0.0, p.ntokens);
+	if (is_ref) {
+		add_result_units(ma->arg, ma->role, t->spec, "kld", 0.0, 0.0, p.ntokens, u_kl, nd);
+		add_result_units(ma->arg, ma->role, t->spec, "top1", 1.0, 0.0, p.ntokens, u_top1, nd);
 		return;
 	}
-	add_result(ma->arg, ma->role, t->spec, "kld", p.kl_sum / (double)p.ntokens,
-		   mean_stderr(p.doc_kl_sum, p.doc_kl_sumsq, p.ndocs), p.ntokens);
+	add_result_units(ma->arg, ma->role, t->spec, "kld", p.kl_sum / (double)p.ntokens,
+			 mean_stderr(p.doc_kl_sum, p.doc_kl_sumsq, p.ndocs), p.ntokens, u_kl, nd);
 	double top1 = (double)p.top1 / (double)p.ntokens;
-	add_result(ma->arg, ma->role, t->spec, "top1", top1, binomial_stderr(top1, p.ntokens), p.ntokens);
+	add_result_units(ma->arg, ma->role, t->spec, "top1", top1, binomial_stderr(top1, p.ntokens), p.ntokens, u_top1,
+			 nd);
 }
 
 static void item_json_head(const model_arg *ma, const task *t, const rl_task_item *it)
@@ -209,13 +246,16 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 		}
 		errx(1, "%s: task %s: %s", ma->arg, t->spec, e);
 	}
+	size_t ni = t->nitems;
 	if (t->kind == TASK_LASTWORD) {
 		size_t right = 0;
-		double sum = 0, sumsq = 0;
+		double sum = 0, sumsq = 0, *u_acc = units(ni), *u_nll = units(ni);
 		for (size_t i = 0; i < t->nitems; i++) {
 			right += (size_t)res[i].greedy;
 			sum += -res[i].ll;
 			sumsq += res[i].ll * res[i].ll;
+			u_acc[i] = res[i].greedy;
+			u_nll[i] = -res[i].ll;
 			if (items_out) {
 				item_json_head(ma, t, &t->items[i]);
 				fprintf(items_out, ",\"ll\":%.9g,\"ntok\":%d,\"greedy\":%d}\n", res[i].ll, res[i].ntok,
@@ -223,11 +263,12 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 			}
 		}
 		double acc = (double)right / (double)t->nitems;
-		add_result(ma->arg, ma->role, t->spec, "acc", acc, binomial_stderr(acc, t->nitems), t->nitems);
-		add_result(ma->arg, ma->role, t->spec, "nll", sum / (double)t->nitems,
-			   mean_stderr(sum, sumsq, t->nitems), t->nitems);
+		add_result_units(ma->arg, ma->role, t->spec, "acc", acc, binomial_stderr(acc, ni), ni, u_acc, ni);
+		add_result_units(ma->arg, ma->role, t->spec, "nll", sum / (double)ni, mean_stderr(sum, sumsq, ni), ni, u_nll,
+				 ni);
 	} else {
 		size_t right = 0, right_norm = 0;
+		double *u_acc = units(ni), *u_norm = units(ni);
 		k = 0;
 		for (size_t i = 0; i < t->nitems; i++) {
 			const rl_task_item *it = &t->items[i];
@@ -243,6 +284,8 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 			}
 			right += best == it->gold;
 			right_norm += best_norm == it->gold;
+			u_acc[i] = best == it->gold;
+			u_norm[i] = best_norm == it->gold;
 			if (items_out) {
 				item_json_head(ma, t, it);
 				fputs(",\"ll\":[", items_out);
@@ -257,11 +300,13 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 			k += (size_t)it->nopt;
 		}
 		double acc = (double)right / (double)t->nitems;
-		add_result(ma->arg, ma->role, t->spec, "acc", acc, binomial_stderr(acc, t->nitems), t->nitems);
+		add_result_units(ma->arg, ma->role, t->spec, "acc", acc, binomial_stderr(acc, ni), ni, u_acc, ni);
 		if (t->has_norm) {
 			double an = (double)right_norm / (double)t->nitems;
-			add_result(ma->arg, ma->role, t->spec, "acc_norm", an, binomial_stderr(an, t->nitems),
-				   t->nitems);
+			add_result_units(ma->arg, ma->role, t->spec, "acc_norm", an, binomial_stderr(an, ni), ni, u_norm,
+					 ni);
+		} else {
+			free(u_norm);
 		}
 	}
 	free(req);
@@ -273,7 +318,34 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 typedef struct {
 	const result *fp, *quant, *rec;
 	double pct;   /* NAN: n/a */
+	double se;    /* its standard error in points, NAN where the units do not pair */
 } recovery;
+
+/* The standard error of recovery R = sum(a) / sum(b) over units paired across
+ * the three models, a = rec - quant and b = fp - quant: the ratio estimator's,
+ * sqrt(n / (n - 1) sum (a - R b)^2) / |sum b| (to first order in the noise).
+ * Pairing removes what the models share: an item all three get right, or a
+ * hard document, counts in none of a - R b. NAN unless the three results have
+ * units over the same count. */
+static double recovery_se(const result *fp, const result *q, const result *rec)
+{
+	size_t n = rec->nunit;
+	if (n < 2 || fp->nunit != n || q->nunit != n || fp->n != rec->n || q->n != rec->n)
+		return NAN;
+	double sa = 0, sb = 0;
+	for (size_t i = 0; i < n; i++) {
+		sa += rec->unit[i] - q->unit[i];
+		sb += fp->unit[i] - q->unit[i];
+	}
+	if (sb == 0)
+		return NAN;
+	double R = sa / sb, ss = 0;
+	for (size_t i = 0; i < n; i++) {
+		double e = (rec->unit[i] - q->unit[i]) - R * (fp->unit[i] - q->unit[i]);
+		ss += e * e;
+	}
+	return 100.0 * sqrt((double)n / (double)(n - 1) * ss) / fabs(sb);
+}
 
 /* Recovery of every metric but ppl (a function of nll) for each recovered model. */
 static recovery *recoveries(size_t *n)
@@ -301,6 +373,7 @@ static recovery *recoveries(size_t *n)
 		double se = sqrt(sf * sf + sq * sq);
 		int known = isfinite(fp->stderr_) && isfinite(q->stderr_);
 		r->pct = known && fabs(gap) >= 3 * se && gap != 0 ? 100.0 * (rec->value - q->value) / gap + 0.0 : NAN; /* + 0.0: no "-0%" */
+		r->se = isfinite(r->pct) ? recovery_se(fp, q, rec) : NAN;
 	}
 	return out;
 }
@@ -316,7 +389,7 @@ static void print_json(const recovery *rv, size_t nrv)
 		if (i >= nresults) {
 			snprintf(metric, sizeof metric, "recovery_%s", r->metric);
 			value = rv[i - nresults].pct;
-			se = NAN;
+			se = rv[i - nresults].se;
 		}
 		printf(i ? ",\n {" : "{");
 		printf("\"model\":");
@@ -370,17 +443,22 @@ static void print_table(const recovery *rv, size_t nrv)
 	}
 	if (!nrv)
 		return;
-	printf("\nrecovery = (recovered - quant) / (fp - quant); n/a where |fp - quant| < 3 stderr\n");
-	printf("%-*s  %-*s  %-8s  %10s  %10s  %10s  %9s\n", wm, "recovered", wt, "task", "metric", "fp", "quant",
-	       "recovered", "recovery");
+	printf("\nrecovery = (recovered - quant) / (fp - quant); n/a where |fp - quant| < 3 stderr;\n"
+	       "its stderr pairs the three models' documents or items\n");
+	printf("%-*s  %-*s  %-8s  %10s  %10s  %10s  %9s  %7s\n", wm, "recovered", wt, "task", "metric", "fp", "quant",
+	       "recovered", "recovery", "stderr");
 	for (size_t i = 0; i < nrv; i++) {
 		const recovery *r = &rv[i];
 		printf("%-*s  %-*s  %-8s  %10.4f  %10.4f  %10.4f  ", wm, r->rec->model, wt, r->rec->task,
 		       r->rec->metric, r->fp->value, r->quant->value, r->rec->value);
 		if (isfinite(r->pct))
-			printf("%8.1f%%\n", r->pct);
+			printf("%8.1f%%", r->pct);
 		else
-			printf("%9s\n", "n/a");
+			printf("%9s", "n/a");
+		if (isfinite(r->se))
+			printf("  %7.1f\n", r->se);
+		else
+			printf("  %7s\n", "-");
 	}
 }
 
@@ -419,7 +497,7 @@ static void write_results(const char *path, const recovery *rv, size_t nrv)
 			continue;
 		char metric[64];
 		snprintf(metric, sizeof metric, "recovery_%s", rv[i].rec->metric);
-		pack_result(pk, rv[i].rec, metric, rv[i].pct, NAN);
+		pack_result(pk, rv[i].rec, metric, rv[i].pct, rv[i].se);
 		rl_writer_message_done(w);
 	}
 	if (rl_write_end(w) || rl_writer_commit(w)) {
@@ -576,6 +654,8 @@ int main(int argc, char **argv)
 	free(tasks);
 	free(models);
 	free(recovered);
+	for (size_t i = 0; i < nresults; i++)
+		free(results[i].unit);
 	free(results);
 	return 0;
 }

@@ -171,7 +171,7 @@ static double nll(const rl_model *m, const check_text *c, size_t *ntok)
 {
 	rl_ppl p;
 	int ctx = m->cfg.seq_len < 2048 ? m->cfg.seq_len : 2048;
-	if (rl_eval_ppl(m, NULL, c->docs, c->ndocs, ctx, &p, NULL, NULL))
+	if (rl_eval_ppl(m, NULL, c->docs, c->ndocs, ctx, &p, NULL, NULL, NULL))
 		fail("--check");
 	*ntok = p.ntokens;
 	return p.ntokens ? p.nll_sum / (double)p.ntokens : NAN;

@@ -123,11 +123,13 @@ int rl_eval_same_vocab(const rl_model *a, const rl_model *b)
 }
 
 int rl_eval_ppl(const rl_model *m, const rl_model *ref, const rl_span *docs, size_t ndocs, int ctx,
-		rl_ppl *out, rl_progress_fn progress, void *arg)
+		rl_ppl *out, rl_ppl_doc *per_doc, rl_progress_fn progress, void *arg)
 {
 	const rl_tokenizer *tk = &m->tok;
 	int V = m->cfg.vocab_size;
 	memset(out, 0, sizeof *out);
+	if (per_doc)
+		memset(per_doc, 0, ndocs * sizeof *per_doc);
 	if (ctx < 2) {
 		rl_seterr("context %d is too short to score text", ctx);
 		return -1;
@@ -211,7 +213,10 @@ int rl_eval_ppl(const rl_model *m, const rl_model *ref, const rl_span *docs, siz
 				if (ref) {
 					const float *rr = rlogits + row * (size_t)V;
 					doc_kl[w->doc] += kl_logits(rr, rl_logsumexp(rr, (size_t)V), lr, lse, (size_t)V);
-					out->top1 += rl_argmax(rr, (size_t)V) == rl_argmax(lr, (size_t)V);
+					int agree = rl_argmax(rr, (size_t)V) == rl_argmax(lr, (size_t)V);
+					out->top1 += (size_t)agree;
+					if (per_doc)
+						per_doc[w->doc].top1 += (size_t)agree;
 				}
 			}
 		}
@@ -224,6 +229,11 @@ int rl_eval_ppl(const rl_model *m, const rl_model *ref, const rl_span *docs, siz
 			progress(d, ndocs, arg);
 	}
 	for (size_t i = 0; i < ndocs; i++) {
+		if (per_doc) {
+			per_doc[i].nll = doc_nll[i];
+			per_doc[i].kl = doc_kl[i];
+			per_doc[i].tokens = doc_n[i];
+		}
 		if (!doc_n[i])
 			continue;
 		double mean = doc_nll[i] / (double)doc_n[i];

@@ -15,6 +15,13 @@ typedef struct {
  * *docs is allocated (caller frees) and points into text. */
 int rl_split_documents(const char *text, size_t len, rl_span **docs, size_t *ndocs);
 
+/* One document's share of the sums below (for paired comparisons of models on
+ * the same text, evalrun's recovery standard errors) */
+typedef struct {
+	double nll, kl;        /* nats summed over its scored tokens */
+	size_t tokens, top1;   /* scored tokens; those whose argmax agrees with the reference's */
+} rl_ppl_doc;
+
 typedef struct {
 	double nll_sum;        /* nats over all scored tokens */
 	size_t ntokens;        /* tokens scored */
@@ -35,9 +42,10 @@ typedef void (*rl_progress_fn)(size_t done, size_t total, void *arg);
  * starting with ctx/2 tokens of unscored context. With ref (else NULL), each
  * scored position also gets KL(ref || m) over the whole vocabulary and whether
  * the two argmaxes agree, ref running on the same tokens (m's tokenizer; the
- * two must have the same vocabulary, see rl_eval_same_vocab). */
+ * two must have the same vocabulary, see rl_eval_same_vocab). per_doc, when
+ * not NULL, has room for ndocs entries and gets each document's sums. */
 int rl_eval_ppl(const rl_model *m, const rl_model *ref, const rl_span *docs, size_t ndocs, int ctx,
-		rl_ppl *out, rl_progress_fn progress, void *arg);
+		rl_ppl *out, rl_ppl_doc *per_doc, rl_progress_fn progress, void *arg);
 
 /* 0 when a and b have the same vocabulary (size and every piece), else -1
  * with rl_err saying where they differ. */

@@ -107,14 +107,14 @@ static void check_kl(const rl_model *m, const rl_json *kl)
 	rl_ppl p;
 	int ndoc = (int)num(kl, "docs");
 	int rc = !text || rl_split_documents(text, len, &docs, &ndocs) ||
-		 rl_eval_ppl(&half, m, docs, (size_t)ndoc, 512, &p, NULL, NULL);
+		 rl_eval_ppl(&half, m, docs, (size_t)ndoc, 512, &p, NULL, NULL, NULL);
 	CHECK(!rc && p.ntokens == (size_t)num(kl, "ntokens") && close_rel(p.kl_sum, num(kl, "kl_sum"), 1e-4) &&
 	      fabs((double)p.top1 - num(kl, "top1")) <= 1,
 	      "kl_vs_pytorch", "%s: KL sum %.6f top1 %zu over %zu tokens; PyTorch %.6f, %.0f over %.0f",
 	      rc ? rl_err() : "", rc ? 0 : p.kl_sum, rc ? 0 : p.top1, rc ? 0 : p.ntokens, num(kl, "kl_sum"),
 	      num(kl, "top1"), num(kl, "ntokens"));
 	/* against itself: exactly zero, full agreement */
-	rc = rl_eval_ppl(m, m, docs, 3, 512, &p, NULL, NULL);
+	rc = rl_eval_ppl(m, m, docs, 3, 512, &p, NULL, NULL, NULL);
 	CHECK(!rc && p.kl_sum == 0.0 && p.top1 == p.ntokens, "kl_self_zero", "KL %g top1 %zu of %zu",
 	      p.kl_sum, p.top1, p.ntokens);
 	free(docs);

@@ -55,6 +55,44 @@ if grep '"metric":"recovery_acc"' "$TMP/rec.json" | grep -q '"value":null'; then
 "$BIN/tsdump" "$TMP/res.msgpack" > "$TMP/res.jsonl" 2>&1
 if grep -q '"kind":"results"' "$TMP/res.jsonl" && grep -q '"metric":"recovery_nll".*"value":100' "$TMP/res.jsonl" &&
 	[ "$(grep -c '"t":"result"' "$TMP/res.jsonl")" -ge 20 ]; then pass results_stream; else fail results_stream "$(head -c 400 "$TMP/res.jsonl")"; fi
+# --- the recovery's standard error, paired item by item: the formula redone here
+# from the items, and a bootstrap of the items (resampled with replacement)
+# that should agree with it ---
+"$BIN/qpack" -q mse -o "$TMP/mse.msgpack" "$TMP/fp.msgpack" 2>/dev/null
+LW=$SHARED/data/tinystories/lastword.jsonl
+"$E" --json --task "lastword:$LW" --fp "$TMP/fp.msgpack" --quant "$TMP/q.msgpack" --recovered "$TMP/mse.msgpack" \
+	--items "$TMP/lw.jsonl" > "$TMP/lw.json" 2>"$TMP/err"
+row=$(grep '"metric":"recovery_acc"' "$TMP/lw.json")
+got_r=$(printf '%s' "$row" | sed -n 's/.*"value":\([^,]*\),.*/\1/p')
+got_se=$(printf '%s' "$row" | sed -n 's/.*"stderr":\([^,]*\),.*/\1/p')
+fpm=$TMP/fp.msgpack qm=$TMP/q.msgpack mm=$TMP/mse.msgpack
+ref=$(awk -v fpm="$fpm" -v qm="$qm" -v mm="$mm" '
+	{ match($0, /"model":"[^"]*"/); m = substr($0, RSTART + 9, RLENGTH - 10)
+	  match($0, /"line":[0-9]+/); l = substr($0, RSTART + 7, RLENGTH - 7) + 0
+	  match($0, /"greedy":[01]/); g = substr($0, RSTART + 9, 1) + 0
+	  if (m == fpm) f[l] = g; else if (m == qm) q[l] = g; else if (m == mm) r[l] = g
+	  if (l > n) n = l }
+	END {
+		for (i = 1; i <= n; i++) { a[i] = r[i] - q[i]; b[i] = f[i] - q[i]; sa += a[i]; sb += b[i] }
+		R = sa / sb
+		for (i = 1; i <= n; i++) ss += (a[i] - R * b[i]) ^ 2
+		se = 100 * sqrt(n / (n - 1) * ss) / (sb < 0 ? -sb : sb)
+		srand(7); B = 2000
+		for (k = 0; k < B; k++) {
+			xa = 0; xb = 0
+			for (j = 0; j < n; j++) { i = int(rand() * n) + 1; xa += a[i]; xb += b[i] }
+			v = xb ? 100 * xa / xb : 0; s1 += v; s2 += v * v
+		}
+		boot = sqrt((s2 - s1 * s1 / B) / (B - 1))
+		printf "%.6f %.6f %.6f %d\n", 100 * R, se, boot, n }' "$TMP/lw.jsonl")
+set -- $ref
+echo "# recovery_stderr_paired: evalrun $got_r ± $got_se; from the items $1 ± $2, bootstrap $3"
+if awk -v gr="$got_r" -v gs="$got_se" -v r="$1" -v s="$2" -v b="$3" -v n="$4" 'BEGIN {
+	exit !(n == 317 && gs + 0 > 0 && (gr - r) ^ 2 < 1e-8 && (gs - s) ^ 2 < 1e-8 && gs / b > 0.8 && gs / b < 1.25) }'; then
+	pass recovery_stderr_paired
+else
+	fail recovery_stderr_paired "evalrun: recovery $got_r stderr $got_se; from the items: recovery $1 stderr $2, bootstrap $3 (n $4); $(head -c 300 "$TMP/err")"
+fi
 "$E" --task "ppl:$TMP/dev.txt" --fp "$TMP/fp.msgpack" --quant "$TMP/q.msgpack" --recovered "$TMP/q.msgpack" > "$TMP/rec.txt" 2>&1
 if grep -q '^recovery = ' "$TMP/rec.txt" && grep -Eq 'kld .* 0\.0%' "$TMP/rec.txt"; then pass recovery_table; else fail recovery_table "$(tail -n 4 "$TMP/rec.txt")"; fi
 

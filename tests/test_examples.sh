@@ -10,7 +10,7 @@ head -c 6000 "$SHARED/data/tinystories/dev.txt" > "$TMP/dev.txt"
 if N=8 EPOCHS=1 TEXT=$TMP/dev.txt sh "$E/custom-policy.sh" "" "$TMP/cp" >"$TMP/cp.out" 2>&1 &&
 	grep -q 'blk\.1\.ffn_down\.weight  *q2g32' "$TMP/cp.out" && grep -q 'blk\.0\.ffn_down\.weight  *q4g32' "$TMP/cp.out" &&
 	grep '"targets"' "$TMP/cp.out" | grep -q 'blk.4.ffn_down' && ! grep '"targets"' "$TMP/cp.out" | grep -q 'blk.0.' &&
-	grep -Eq '^student.msgpack\+adapter.msgpack +ppl:eval.txt +nll .*%$' "$TMP/cp/results.txt"; then
+	grep -Eq '^student.msgpack\+adapter.msgpack +ppl:eval.txt +nll .*% +[0-9.]+$' "$TMP/cp/results.txt"; then
 	pass example_custom_policy
 else
 	fail example_custom_policy "$(tail -n 3 "$TMP/cp.out" | tr '\n' ' ')"
@@ -19,7 +19,7 @@ fi
 head -c 30000 "$SHARED/data/tinystories/dev.txt" > "$TMP/text.txt"
 if N=10 EPOCHS=1 sh "$E/curated-dataset.sh" "$TMP/text.txt" "" "$TMP/cd" >"$TMP/cd.out" 2>&1 &&
 	"$BIN/tsdump" "$TMP/cd/curated.msgpack" | grep -c '"t":"sample"' | grep -qx 10 &&
-	grep -Eq '^student.msgpack\+adapter.msgpack +ppl:heldout.txt +nll .*%$' "$TMP/cd/results.txt" &&
+	grep -Eq '^student.msgpack\+adapter.msgpack +ppl:heldout.txt +nll .*% +[0-9.]+$' "$TMP/cd/results.txt" &&
 	! grep -Fxf "$TMP/cd/heldout.txt" "$TMP/cd/train.txt" | grep -q .; then
 	pass example_curated_dataset
 else
@@ -28,7 +28,7 @@ fi
 # an existing adapter: its header, its scores, and its recovery
 if TEXT=$TMP/dev.txt sh "$E/evaluate-adapter.sh" "$TMP/cp/student.msgpack" "$TMP/cp/adapter.msgpack" "$TMP/cp/teacher.msgpack" \
 	>"$TMP/ea.out" 2>&1 && grep -q '^"rank":4,"alpha":4' "$TMP/ea.out" && grep -q '"what":"distill","step":' "$TMP/ea.out" &&
-	grep -Eq 'adapter.msgpack +lastword:.* +acc .*%$' "$TMP/ea.out"; then
+	grep -Eq 'adapter.msgpack +lastword:.* +acc .*% +[0-9.]+$' "$TMP/ea.out"; then
 	pass example_evaluate_adapter
 else
 	fail example_evaluate_adapter "$(tail -n 3 "$TMP/ea.out" | tr '\n' ' ')"
