@@ -145,6 +145,22 @@ static double binomial_stderr(double p, size_t n)
 	return n ? sqrt(p * (1 - p) / (double)n) : NAN;
 }
 
+/* Adds the result whose units are an item task's n items, u (which it takes):
+ * its value their mean, its standard error binomial for 0/1 accuracies, else
+ * across the items. */
+static void add_item_result(const model_arg *ma, const task *t, const char *metric, double *u, int binary)
+{
+	size_t n = t->nitems;
+	double sum = 0, sumsq = 0;
+	for (size_t i = 0; i < n; i++) {
+		sum += u[i];
+		sumsq += u[i] * u[i];
+	}
+	double v = sum / (double)n;
+	add_result_units(ma->arg, ma->role, t->spec, metric, v,
+			 binary ? binomial_stderr(v, n) : mean_stderr(sum, sumsq, n), n, u, n);
+}
+
 static void load_task(task *t, int skip_bad)
 {
 	const char *colon = strchr(t->spec, ':');
@@ -248,12 +264,8 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 	}
 	size_t ni = t->nitems;
 	if (t->kind == TASK_LASTWORD) {
-		size_t right = 0;
-		double sum = 0, sumsq = 0, *u_acc = units(ni), *u_nll = units(ni);
-		for (size_t i = 0; i < t->nitems; i++) {
-			right += (size_t)res[i].greedy;
-			sum += -res[i].ll;
-			sumsq += res[i].ll * res[i].ll;
+		double *u_acc = units(ni), *u_nll = units(ni);
+		for (size_t i = 0; i < ni; i++) {
 			u_acc[i] = res[i].greedy;
 			u_nll[i] = -res[i].ll;
 			if (items_out) {
@@ -262,12 +274,9 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 					res[i].greedy);
 			}
 		}
-		double acc = (double)right / (double)t->nitems;
-		add_result_units(ma->arg, ma->role, t->spec, "acc", acc, binomial_stderr(acc, ni), ni, u_acc, ni);
-		add_result_units(ma->arg, ma->role, t->spec, "nll", sum / (double)ni, mean_stderr(sum, sumsq, ni), ni, u_nll,
-				 ni);
+		add_item_result(ma, t, "acc", u_acc, 1);
+		add_item_result(ma, t, "nll", u_nll, 0);
 	} else {
-		size_t right = 0, right_norm = 0;
 		double *u_acc = units(ni), *u_norm = units(ni);
 		k = 0;
 		for (size_t i = 0; i < t->nitems; i++) {
@@ -282,8 +291,6 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 				if (norm > bn)
 					bn = norm, best_norm = o;
 			}
-			right += best == it->gold;
-			right_norm += best_norm == it->gold;
 			u_acc[i] = best == it->gold;
 			u_norm[i] = best_norm == it->gold;
 			if (items_out) {
@@ -299,15 +306,11 @@ static void run_items(const rl_model *m, const model_arg *ma, task *t, int ctx)
 			}
 			k += (size_t)it->nopt;
 		}
-		double acc = (double)right / (double)t->nitems;
-		add_result_units(ma->arg, ma->role, t->spec, "acc", acc, binomial_stderr(acc, ni), ni, u_acc, ni);
-		if (t->has_norm) {
-			double an = (double)right_norm / (double)t->nitems;
-			add_result_units(ma->arg, ma->role, t->spec, "acc_norm", an, binomial_stderr(an, ni), ni, u_norm,
-					 ni);
-		} else {
+		add_item_result(ma, t, "acc", u_acc, 1);
+		if (t->has_norm)
+			add_item_result(ma, t, "acc_norm", u_norm, 1);
+		else
 			free(u_norm);
-		}
 	}
 	free(req);
 	free(res);

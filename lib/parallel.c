@@ -42,7 +42,7 @@ static struct {
 	pthread_t tid[MAX_THREADS];
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
-	_Atomic uint64_t work;   /* loop generation << 32 */
+	_Atomic uint32_t gen;    /* the current loop's generation: a new value wakes the workers */
 	atomic_int done;         /* ranges finished in the current loop */
 	atomic_int sleepers;     /* workers waiting on P.wake */
 	atomic_int quit;         /* atomic: a worker that ran no part of the last loop reads it unsynchronized */
@@ -51,12 +51,13 @@ static struct {
 	void (*fn)(void *, int64_t, int64_t);
 	void *arg;
 	int64_t n, grain;
-	atomic_int parts, shares; /* atomic: a thread done with the loop may still read them */
+	atomic_int parts;        /* atomic: a thread done with the loop may still read it */
 	share share[MAX_THREADS];
 } P = { .nthreads = 1, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 
 static _Thread_local int in_loop;
 
+/* a share word's loop generation */
 static inline uint32_t generation(uint64_t w) { return (uint32_t)(w >> 32); }
 
 /* part i of parts: the grain-sized chunks dealt as evenly as they go */
@@ -77,7 +78,7 @@ static void run_part(int i, int parts)
  * others' in turn; -1 when none is left */
 static int claim(uint32_t g, int t)
 {
-	int T = atomic_load_explicit(&P.shares, memory_order_relaxed);
+	int T = P.nthreads; /* one share each; it changes only while no worker runs */
 	for (int k = 0; k < T; k++) {
 		share *s = &P.share[(t + k) % T];
 		uint64_t w = atomic_load_explicit(&s->w, memory_order_acquire);
@@ -107,8 +108,8 @@ static void *worker(void *p)
 	in_loop = 1;
 	for (;;) {
 		int spins = 0;
-		uint64_t w;
-		while (generation(w = atomic_load_explicit(&P.work, memory_order_acquire)) == seen) {
+		uint32_t g;
+		while ((g = atomic_load_explicit(&P.gen, memory_order_acquire)) == seen) {
 			if (++spins < SPIN) {
 				cpu_relax();
 			} else if (spins < SPIN + YIELDS) {
@@ -116,14 +117,14 @@ static void *worker(void *p)
 			} else {
 				pthread_mutex_lock(&P.lock);
 				atomic_fetch_add(&P.sleepers, 1);
-				while (generation(atomic_load(&P.work)) == seen)
+				while (atomic_load(&P.gen) == seen)
 					pthread_cond_wait(&P.wake, &P.lock);
 				atomic_fetch_sub(&P.sleepers, 1);
 				pthread_mutex_unlock(&P.lock);
 				spins = 0;
 			}
 		}
-		seen = generation(w);
+		seen = g;
 		if (atomic_load_explicit(&P.quit, memory_order_relaxed))
 			return NULL;
 		claim_parts(seen, t);
@@ -134,7 +135,7 @@ static void stop_workers(void)
 {
 	pthread_mutex_lock(&P.lock);
 	P.quit = 1;
-	atomic_fetch_add(&P.work, (uint64_t)1 << 32);
+	atomic_fetch_add(&P.gen, 1);
 	pthread_cond_broadcast(&P.wake);
 	pthread_mutex_unlock(&P.lock);
 	for (int t = 1; t <= P.started; t++)
@@ -159,7 +160,7 @@ int rl_parallel_threads(void) { return P.nthreads; }
 /* Workers start on the first loop that needs them; if one cannot start, fewer run. */
 static void start_workers(void)
 {
-	P.gen_at_start = generation(atomic_load(&P.work));
+	P.gen_at_start = atomic_load(&P.gen);
 	while (P.started + 1 < P.nthreads) {
 		if (pthread_create(&P.tid[P.started + 1], NULL, worker, (void *)(intptr_t)(P.started + 1)))
 			break;
@@ -190,14 +191,13 @@ static void parallel_run(int64_t n, int64_t grain, int64_t max_parts, void (*fn)
 	P.n = n;
 	P.grain = grain;
 	atomic_store_explicit(&P.parts, parts, memory_order_relaxed);
-	atomic_store_explicit(&P.shares, T, memory_order_relaxed);
 	atomic_store_explicit(&P.done, 0, memory_order_relaxed);
-	uint32_t g = generation(atomic_load_explicit(&P.work, memory_order_relaxed)) + 1;
+	uint32_t g = atomic_load_explicit(&P.gen, memory_order_relaxed) + 1;
 	for (int t = 0; t < T; t++) {
 		uint64_t b = (uint64_t)((int64_t)parts * t / T), e = (uint64_t)((int64_t)parts * (t + 1) / T);
 		atomic_store_explicit(&P.share[t].w, (uint64_t)g << 32 | b << 16 | e, memory_order_relaxed);
 	}
-	atomic_store(&P.work, (uint64_t)g << 32); /* publishes the fields above */
+	atomic_store(&P.gen, g); /* publishes the fields above */
 	if (atomic_load(&P.sleepers) > 0) {
 		pthread_mutex_lock(&P.lock);
 		pthread_cond_broadcast(&P.wake);
